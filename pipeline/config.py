@@ -1,0 +1,50 @@
+"""Reading `params.yaml` and failing fast, by key name, on bad configuration."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or not allowed; the message names the key."""
+
+
+def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: parameters file not found (run from the project root)")
+    with path.open() as handle:
+        params = yaml.safe_load(handle) or {}
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return params
+
+
+def section(params: Mapping[str, Any], dotted_key: str) -> Any:
+    """Return `params[a][b]...` for `a.b...`, naming the first missing key on failure."""
+    node: Any = params
+    walked: list[str] = []
+    for part in dotted_key.split("."):
+        walked.append(part)
+        if not isinstance(node, Mapping) or part not in node:
+            raise ConfigError(f"params.yaml: missing key '{'.'.join(walked)}'")
+        node = node[part]
+    return node
+
+
+def choice(value: Any, key: str, allowed: Iterable[str]) -> str:
+    """Check that `value` is one of `allowed`, else fail naming the key and the allowed values."""
+    allowed = list(allowed)
+    if value not in allowed:
+        raise ConfigError(f"params.yaml: '{key}' is {value!r}; allowed values: {', '.join(map(str, allowed))}")
+    return value
+
+
+def positive(value: Any, key: str) -> float:
+    if not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"params.yaml: '{key}' must be a positive number, got {value!r}")
+    return value

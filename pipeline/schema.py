@@ -1,0 +1,41 @@
+"""Column contracts of the tables stages exchange. Every table joins on `utt_id`.
+
+Kept as plain tuples + validators so a stage can check its input at the door and fail with a
+message that names the missing column instead of a KeyError deep inside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+
+SPLITS = ("train", "dev", "test")
+
+# data/manifest.parquet — one row per utterance. `media` is relative to the corpus root (stored in
+# the file metadata as `root`); `start`/`end` are seconds inside the media, NaN meaning the whole
+# file (pre-cut clips). Metadata also holds `dataset` and `labels` (class order).
+MANIFEST_COLUMNS = ("utt_id", "dialogue_id", "turn", "speaker", "text", "label", "split", "media", "start", "end")
+# Optional ground truth some corpora (the demo) provide so later stages can be scored:
+# `true_speaker` = index into `true_boxes` (JSON list of [x1, y1, x2, y2] in source pixels).
+MANIFEST_TRUTH_COLUMNS = ("true_speaker", "true_boxes")
+
+# data/cuts.parquet — one row per utterance that has usable media. Frames are indices into the
+# source video (no re-encode): [start_frame, end_frame). `audio` is the 16 kHz mono wav path.
+CUTS_COLUMNS = ("utt_id", "media", "audio", "fps", "start_frame", "end_frame", "start", "duration", "width", "height", "has_video")
+
+# data/faces.parquet — one row per (utterance, track, sampled frame); boxes in source pixels.
+FACES_COLUMNS = ("utt_id", "track_id", "frame", "x1", "y1", "x2", "y2", "score", "interpolated")
+
+# data/speaker.parquet — the chosen face track per utterance and why.
+SPEAKER_COLUMNS = ("utt_id", "track_id", "reason", "confidence", "scores", "method")
+SPEAKER_REASONS = ("no_face", "single_face", "scored", "low_confidence")
+
+# data/speaker_tracks/crops.parquet — JPEG face crops of the chosen track, in frame order.
+CROPS_COLUMNS = ("utt_id", "frame", "jpeg")
+
+
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], table: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{table}: missing column(s) {', '.join(missing)}; has {', '.join(frame.columns)}")

@@ -1,0 +1,100 @@
+"""Parquet I/O shared by every stage: atomic writes, schema metadata, feature matrices."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+META_KEY = b"merc"
+
+
+def write_atomic(table: pa.Table, path: str | Path, metadata: Mapping[str, Any] | None = None) -> Path:
+    """Write a Parquet file through a temporary name so a killed process never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if metadata is not None:
+        existing = dict(table.schema.metadata or {})
+        existing[META_KEY] = json.dumps(metadata, sort_keys=True, default=str).encode()
+        table = table.replace_schema_metadata(existing)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_frame(frame: pd.DataFrame, path: str | Path, metadata: Mapping[str, Any] | None = None) -> Path:
+    return write_atomic(pa.Table.from_pandas(frame, preserve_index=False), path, metadata)
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    schema = pq.read_schema(path)
+    raw = (schema.metadata or {}).get(META_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def read_frame(path: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    return pq.read_table(path, columns=list(columns) if columns else None).to_pandas()
+
+
+def vector_table(
+    utt_ids: Sequence[str],
+    vectors: np.ndarray,
+    sequences: Sequence[np.ndarray] | None = None,
+) -> pa.Table:
+    """Feature rows: `utt_id`, `vector` as fixed_size_list<float32>[D], optional `sequence` [T, D'] rows."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or len(utt_ids) != len(vectors):
+        raise ValueError(f"vectors must be [N, D] with N={len(utt_ids)}, got {vectors.shape}")
+    dim = vectors.shape[1]
+    flat = pa.array(vectors.reshape(-1), type=pa.float32())
+    columns: dict[str, pa.Array] = {
+        "utt_id": pa.array(list(utt_ids), type=pa.string()),
+        "vector": pa.FixedSizeListArray.from_arrays(flat, dim),
+    }
+    if sequences is not None:
+        seq_type = pa.list_(pa.list_(pa.float32()))
+        columns["sequence"] = pa.array([np.asarray(s, dtype=np.float32).tolist() for s in sequences], type=seq_type)
+    return pa.table(columns)
+
+
+def read_vectors(path: str | Path) -> tuple[list[str], np.ndarray]:
+    """Return utterance ids and the [N, D] float32 matrix, zero-copy where Arrow allows."""
+    table = pq.read_table(path, columns=["utt_id", "vector"])
+    utt_ids = table.column("utt_id").to_pylist()
+    column = table.column("vector").combine_chunks()
+    dim = column.type.list_size
+    if len(column) == 0:
+        return utt_ids, np.zeros((0, dim), dtype=np.float32)
+    matrix = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+    return utt_ids, matrix
+
+
+def read_sequences(path: str | Path) -> dict[str, np.ndarray]:
+    table = pq.read_table(path, columns=["utt_id", "sequence"])
+    return {
+        utt: np.asarray(seq, dtype=np.float32)
+        for utt, seq in zip(table.column("utt_id").to_pylist(), table.column("sequence").to_pylist())
+    }
+
+
+def concat_tables(tables: Sequence[pa.Table], schema: pa.Schema | None = None) -> pa.Table:
+    tables = [t for t in tables if t is not None]
+    if not tables:
+        if schema is None:
+            raise ValueError("no tables and no schema to build an empty one")
+        return schema.empty_table()
+    return pa.concat_tables(tables, promote_options="default")
