@@ -22,7 +22,9 @@ MANIFEST_TRUTH_COLUMNS = ("true_speaker", "true_boxes")
 
 # data/cuts.parquet — one row per utterance that has usable media. Frames are indices into the
 # source video (no re-encode): [start_frame, end_frame). `audio` is the 16 kHz mono wav path.
-CUTS_COLUMNS = ("utt_id", "media", "audio", "fps", "start_frame", "end_frame", "start", "duration", "width", "height", "has_video")
+CUTS_COLUMNS = (
+    "utt_id", "media", "audio", "fps", "start_frame", "end_frame", "start", "duration", "width", "height", "has_video",
+)
 
 # data/faces.parquet — one row per (utterance, track, sampled frame); boxes in source pixels.
 FACES_COLUMNS = ("utt_id", "track_id", "frame", "x1", "y1", "x2", "y2", "score", "interpolated")

@@ -17,3 +17,5 @@ class CorpusManifest:
     root: Path  # media paths in `frame.media` are relative to this folder
     labels: list[str]  # class order: index i of a model's logits is labels[i]
     failures: list[Failure] = field(default_factory=list)  # stage "prepare"
+    # rows left out on purpose, not failures (e.g. IEMOCAP labels outside the class set): reason -> count
+    excluded: dict[str, int] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Prefect integration: the only package that imports prefect."""

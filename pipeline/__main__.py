@@ -1,0 +1,53 @@
+"""`python -m pipeline <stage> [arg]`: the one entry point every `dvc.yaml` stage calls.
+
+The stage runs under a Prefect flow when a Prefect server answers (or `PIPELINE_ORCHESTRATOR=prefect`
+forces it) and plainly with a progress bar otherwise, so `dvc repro` stays fast offline and gains
+monitoring for free when `make ui` is running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from pipeline.config import ConfigError, load_params
+from pipeline.ledger import FailureRatioExceeded
+from pipeline.monitor import monitoring_api
+from pipeline.runner import PlainRunner
+from pipeline.stages import STAGE_MODULES, get_stage
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
+    parser.add_argument("stage", choices=sorted(STAGE_MODULES))
+    parser.add_argument("arg", nargs="?", default=None, help="feature key or model name for per-item stages")
+    parser.add_argument("--params", default="params.yaml")
+    options = parser.parse_args(argv)
+    started = time.perf_counter()
+    try:
+        params = load_params(options.params)
+        api = monitoring_api()
+        if api is not None:
+            from flows.adapter import cap_exit_flush, run_stage_as_flow
+
+            summary = run_stage_as_flow(options.stage, options.arg, params, api)
+            cap_exit_flush()
+        else:
+            summary = get_stage(options.stage)(params, PlainRunner(params.get("run", {}).get("workers", 2)),
+                                               options.arg)
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    except FailureRatioExceeded as error:
+        print(str(error), file=sys.stderr)
+        return 3
+    name = options.stage if options.arg is None else f"{options.stage}@{options.arg}"
+    summary = {"stage": name, "seconds": round(time.perf_counter() - started, 2), **(summary or {})}
+    print(json.dumps(summary, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

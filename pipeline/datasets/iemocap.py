@@ -1,0 +1,182 @@
+"""IEMOCAP adapter: long dyadic recordings cut by the time stamps of the EmoEvaluation files.
+
+Layout under `IEMOCAP_full_release/`: `SessionN/dialog/EmoEvaluation/<dialogue>.txt` (times and
+majority label per utterance), `SessionN/dialog/transcriptions/<dialogue>.txt` (text) and
+`SessionN/dialog/avi/DivX/<dialogue>.avi` (the video both speakers share). The usual protocol keeps
+six classes and holds out Session 5 as test; dev dialogues are carved from sessions 1–4 by a seeded
+shuffle so model selection never sees the test speakers.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline.config import ConfigError, section
+from pipeline.datasets.base import CorpusManifest
+from pipeline.datasets.encoding import read_text, repair_text
+from pipeline.ledger import Failure
+from pipeline.schema import MANIFEST_COLUMNS, SPLITS
+
+STAGE = "prepare"
+DEFAULT_LABELS = ["hap", "sad", "neu", "ang", "exc", "fru"]
+TEST_SESSION = 5
+RELEASE_DIR = "IEMOCAP_full_release/"
+
+# `[6.2901 - 8.2357]	Ses01F_impro01_F000	neu	[2.5000, 2.5000, 2.5000]`
+_EVALUATION_LINE = re.compile(
+    r"^\[\s*(?P<start>\d+(?:\.\d*)?)\s*-\s*(?P<end>\d+(?:\.\d*)?)\s*\]\s+(?P<utt>Ses\w+)\s+(?P<label>\w+)"
+)
+# `Ses01F_impro01_F000 [006.2901-008.2357]: Excuse me.`
+_TRANSCRIPT_LINE = re.compile(r"^(?P<utt>Ses\w+)\s*\[\s*[\d.]+\s*-\s*[\d.]+\s*\]\s*:\s?(?P<text>.*)$")
+_SESSION = re.compile(r"^Ses(?P<number>\d+)")
+
+
+def parse_evaluation(path: Path) -> list[tuple[str, float, float, str]]:
+    """(utterance id, start, end, label) for every utterance header line of an EmoEvaluation file."""
+    found = []
+    for line in read_text(path).splitlines():
+        match = _EVALUATION_LINE.match(line.strip())
+        if match:
+            found.append((match["utt"], float(match["start"]), float(match["end"]), match["label"].lower()))
+    return found
+
+
+def parse_transcription(path: Path) -> dict[str, str]:
+    """Utterance id -> text; lines of unannotated turns (e.g. `M: breathing`) are ignored."""
+    texts = {}
+    for line in read_text(path).splitlines():
+        match = _TRANSCRIPT_LINE.match(line.strip())
+        if match:
+            texts[match["utt"]] = repair_text(match["text"]).strip()
+    return texts
+
+
+def speaker_of(utt_id: str) -> str:
+    """`Ses01F_impro01_M003` -> `Ses01_M`: the session's male or female actor.
+
+    The gender letter of the last part names who speaks; the letter in `Ses01F` only says who wore
+    the motion-capture markers, so it must not be used.
+    """
+    match = _SESSION.match(utt_id)
+    session = f"Ses{match['number']}" if match else utt_id.split("_", 1)[0]
+    return f"{session}_{utt_id.rsplit('_', 1)[-1][:1].upper()}"
+
+
+def build_manifest(dataset_params: Mapping[str, Any], root: Path) -> CorpusManifest:
+    """Utterances with a label in `dataset.iemocap.labels`; others are counted in `excluded`."""
+    params = {"dataset": dataset_params}
+    labels = _labels(section(params, "dataset.iemocap.labels"))
+    dev_count = _whole_number(section(params, "dataset.iemocap.dev_dialogues"), "dataset.iemocap.dev_dialogues")
+    dev_seed = _whole_number(section(params, "dataset.iemocap.dev_seed"), "dataset.iemocap.dev_seed")
+    root = Path(root)
+    sessions = sorted(p for p in root.glob("Session*") if (p / "dialog" / "EmoEvaluation").is_dir())
+    if not sessions:
+        raise ConfigError(f"params.yaml: 'dataset.root' is {root}, which holds no SessionN/dialog/EmoEvaluation "
+                          "folders; point it at IEMOCAP_full_release/")
+    rows: list[dict[str, Any]] = []
+    failures: list[Failure] = []
+    excluded: Counter[str] = Counter()
+    for session in sessions:
+        dialog = session / "dialog"
+        for evaluation in sorted(dialog.glob("EmoEvaluation/*.txt")):
+            if evaluation.name.startswith("."):
+                continue  # macOS resource forks (`._Ses01F_impro01.txt`) ship in some copies
+            dialogue = evaluation.stem
+            transcript = dialog / "transcriptions" / f"{dialogue}.txt"
+            texts = parse_transcription(transcript) if transcript.is_file() else {}
+            for utt, start, end, label in parse_evaluation(evaluation):
+                if label not in labels:
+                    excluded[f"label {label!r} not in dataset.iemocap.labels"] += 1
+                    continue
+                if utt not in texts:
+                    where = transcript.relative_to(root).as_posix()
+                    failures.append(Failure(STAGE, utt, f"no transcription line for this utterance in {where}"))
+                    continue
+                rows.append({
+                    "utt_id": utt, "dialogue_id": dialogue, "speaker": speaker_of(utt), "text": texts[utt],
+                    "label": label, "start": start, "end": end,
+                    "media": f"{session.name}/dialog/avi/DivX/{dialogue}.avi",
+                    "session": _session_number(session.name),
+                })
+    frame = pd.DataFrame(rows, columns=[*MANIFEST_COLUMNS, "session"])
+    frame["split"] = _splits(frame, dev_count, dev_seed)
+    frame = _number_turns(frame.drop(columns="session"))
+    return CorpusManifest(frame=frame, root=root, labels=labels, failures=failures, excluded=dict(excluded))
+
+
+def load_reference_tables(folder: str | Path) -> pd.DataFrame:
+    """The standard 6-class utterance tables `IEMOCAP_{train,dev,test}.csv` as one manifest frame.
+
+    Their `Video_Path` points into an `IEMOCAP_full_release/` tree; `media` keeps the part below it,
+    so the frame matches what `build_manifest` gives for the same release. Used by text benchmarks.
+    """
+    folder = Path(folder)
+    frames = []
+    for split in SPLITS:
+        path = folder / f"IEMOCAP_{split}.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found (expected IEMOCAP_train.csv, IEMOCAP_dev.csv, IEMOCAP_test.csv)")
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        video = raw["Video_Path"].str.replace("\\", "/", regex=False)
+        frames.append(pd.DataFrame({
+            "utt_id": raw["Speaker"].str.strip(),
+            "dialogue_id": raw["Dialogue_ID"].str.strip(),
+            "speaker": raw["Speaker"].str.strip().map(speaker_of),
+            "text": raw["Utterance"].map(repair_text).str.strip(),
+            "label": raw["Emotion"].str.strip().str.lower(),
+            "split": split,
+            "media": video.map(lambda p: p.split(RELEASE_DIR, 1)[-1].removeprefix("./")),
+            "start": pd.to_numeric(raw["Start_Time"], errors="coerce"),
+            "end": pd.to_numeric(raw["End_Time"], errors="coerce"),
+        }))
+    return _number_turns(pd.concat(frames, ignore_index=True))
+
+
+def _splits(frame: pd.DataFrame, dev_count: int, seed: int) -> pd.Series:
+    """Session 5 is test; `dev_count` dialogues of sessions 1–4, drawn by a seeded shuffle, are dev."""
+    candidates = sorted(frame.loc[frame["session"] != TEST_SESSION, "dialogue_id"].unique())
+    if candidates and dev_count >= len(candidates):
+        raise ConfigError(f"params.yaml: 'dataset.iemocap.dev_dialogues' is {dev_count}, but sessions 1-4 hold only "
+                          f"{len(candidates)} usable dialogue(s); leave at least one for training")
+    random.Random(seed).shuffle(candidates)
+    dev = set(candidates[:dev_count])
+    split = pd.Series("train", index=frame.index, dtype=object)
+    split[frame["dialogue_id"].isin(dev)] = "dev"
+    split[frame["session"] == TEST_SESSION] = "test"
+    return split
+
+
+def _number_turns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Turns follow start time inside each dialogue (ties by id, so the order is reproducible)."""
+    frame = frame.sort_values(["dialogue_id", "start", "utt_id"], kind="stable").reset_index(drop=True)
+    frame["turn"] = frame.groupby("dialogue_id").cumcount().astype("int64")
+    frame = frame[list(MANIFEST_COLUMNS)]
+    return frame.astype({"start": "float64", "end": "float64"})
+
+
+def _session_number(folder_name: str) -> int:
+    match = re.search(r"\d+", folder_name)
+    return int(match.group(0)) if match else -1
+
+
+def _labels(value: Any) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"params.yaml: 'dataset.iemocap.labels' must be a non-empty list of label names "
+                          f"(e.g. {', '.join(DEFAULT_LABELS)}), got {value!r}")
+    labels = [v.strip().lower() for v in value]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"params.yaml: 'dataset.iemocap.labels' lists a label twice: {value!r}")
+    return labels
+
+
+def _whole_number(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"params.yaml: '{key}' must be a whole number >= 0, got {value!r}")
+    return value

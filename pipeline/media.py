@@ -1,0 +1,111 @@
+"""Decoding media with PyAV: audio as 16 kHz mono float32, video frames by index, stream facts.
+
+PyAV ships its own FFmpeg, reads audio and video from one container, and does not depend on torch,
+so every stage decodes through this one module.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+class MediaError(RuntimeError):
+    """The file cannot be used; the message is the reason written to the failure ledger."""
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    has_audio: bool
+    has_video: bool
+    fps: float
+    width: int
+    height: int
+    duration: float  # seconds (container duration, else the longest stream)
+    frame_count: int
+
+
+def probe(path: str | Path) -> MediaInfo:
+    path = Path(path)
+    if not path.exists():
+        raise MediaError(f"media file not found: {path}")
+    try:
+        with av.open(str(path)) as container:
+            video = container.streams.video[0] if container.streams.video else None
+            audio = container.streams.audio[0] if container.streams.audio else None
+            duration = float(container.duration / av.time_base) if container.duration else 0.0
+            fps = float(video.average_rate or video.guessed_rate or 0) if video else 0.0
+            if video is not None and not duration and video.duration and video.time_base:
+                duration = float(video.duration * video.time_base)
+            frames = int(video.frames) if video is not None and video.frames else int(round(duration * fps))
+            return MediaInfo(
+                has_audio=audio is not None,
+                has_video=video is not None,
+                fps=fps,
+                width=int(video.codec_context.width) if video else 0,
+                height=int(video.codec_context.height) if video else 0,
+                duration=duration,
+                frame_count=frames,
+            )
+    except av.error.FFmpegError as error:
+        raise MediaError(f"corrupt or unreadable media ({type(error).__name__}: {error})") from error
+
+
+def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
+    """The whole first audio stream, resampled to mono float32 at `sample_rate`."""
+    chunks: list[np.ndarray] = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise MediaError("no audio stream")
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+    except av.error.FFmpegError as error:
+        raise MediaError(f"audio could not be decoded ({type(error).__name__}: {error})") from error
+    if not chunks:
+        return np.zeros(0, dtype=np.float32)
+    return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def iter_frames(path: str | Path, wanted: Iterable[int], fps: float) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (frame_index, RGB uint8 array) for the wanted indices, decoding the file once in order.
+
+    Frames are located by presentation time, so no re-encode and no per-frame seek is needed; the
+    first wanted frame is reached with one keyframe seek.
+    """
+    targets = sorted(set(int(i) for i in wanted))
+    if not targets:
+        return
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            base = stream.time_base
+            start_pts = None
+            if targets[0] > 0 and base:
+                start_pts = int(max(0.0, (targets[0] - 1) / fps) / base)
+                container.seek(start_pts, stream=stream, backward=True, any_frame=False)
+            cursor = 0
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                index = int(math.floor(float(frame.pts * base) * fps + 0.5))
+                while cursor < len(targets) and targets[cursor] < index:
+                    cursor += 1  # frame missing from the stream (dropped or before a seek point)
+                if cursor >= len(targets):
+                    break
+                if targets[cursor] == index:
+                    yield index, frame.to_ndarray(format="rgb24")
+                    cursor += 1
+    except av.error.FFmpegError as error:
+        raise MediaError(f"video could not be decoded ({type(error).__name__}: {error})") from error

@@ -1,0 +1,476 @@
+"""Fit a registered model once per seed: select on dev, never look at test, cache by content.
+
+Per seed: seed everything, AdamW, gradient clipping, cross-entropy on labeled utterances plus the
+model's auxiliary losses weighted by `train.loss_weights`, early stopping on dev weighted F1, and the
+best-dev epoch's weights kept. Finished seeds live in `.cache/train/<key>/seed<k>/`, keyed by the
+manifest and input feature contents, the model and train params and the code, so DVC rerunning a
+text-only model after an audio swap restores its checkpoints instead of retraining.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import random
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+import models
+from models.batch import IGNORE_INDEX, DialogueBatch, ModelOutput
+from models.registry import build_model, check_hyper_parameters, get_model_class
+from pipeline import paths
+from pipeline.cache import content_fingerprint, stable_hash
+from pipeline.config import ConfigError, section
+from pipeline.device import resolve_device
+from pipeline.training.data import Dialogue, DialogueData, FeatureStats, iter_batches, load_dialogue_data
+from pipeline.training.metrics import classification_scores
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.json"
+SELECTION_SCORES = ("accuracy", "weighted_f1", "macro_f1")
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+# ---------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The shared `train:` block, validated once so a bad value fails before any data is read."""
+
+    seeds: tuple[int, ...]
+    epochs: int
+    patience: int
+    batch_dialogues: int
+    lr: float
+    weight_decay: float
+    grad_clip: float | None
+    device: str
+    amp: bool = False
+    loss_weights: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_params(cls, train: Mapping[str, Any]) -> TrainConfig:
+        def whole(key: str) -> int:
+            value = train.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"params.yaml: 'train.{key}' must be a positive integer, got {value!r}")
+            return value
+
+        def number(key: str, minimum: float, allow_equal: bool) -> float:
+            value = train.get(key)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not ok or value < minimum or (value == minimum and not allow_equal):
+                bound = ">=" if allow_equal else ">"
+                raise ConfigError(f"params.yaml: 'train.{key}' must be a number {bound} {minimum}, got {value!r}")
+            return float(value)
+
+        seeds = train.get("seeds")
+        if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+            raise ConfigError(f"params.yaml: 'train.seeds' must be a non-empty list of integers >= 0, got {seeds!r}")
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(f"params.yaml: 'train.seeds' lists a seed twice: {seeds!r}")
+        clip = train.get("grad_clip")
+        grad_clip = None if clip in (None, 0) else number("grad_clip", 0.0, allow_equal=False)
+        amp = train.get("amp", False)
+        if not isinstance(amp, bool):
+            raise ConfigError(f"params.yaml: 'train.amp' must be true or false, got {amp!r}")
+        weights = train.get("loss_weights") or {}
+        if not isinstance(weights, Mapping):
+            raise ConfigError(f"params.yaml: 'train.loss_weights' must map loss names to weights, got {weights!r}")
+        for name, weight in weights.items():
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+                raise ConfigError(f"params.yaml: 'train.loss_weights.{name}' must be a number >= 0, got {weight!r}")
+        return cls(
+            seeds=tuple(seeds),
+            epochs=whole("epochs"),
+            patience=whole("patience"),
+            batch_dialogues=whole("batch_dialogues"),
+            lr=number("lr", 0.0, allow_equal=False),
+            weight_decay=number("weight_decay", 0.0, allow_equal=True),
+            grad_clip=grad_clip,
+            device=str(train.get("device", "auto")),
+            amp=amp,
+            loss_weights={str(k): float(v) for k, v in weights.items()},
+        )
+
+    def cache_identity(self) -> dict[str, Any]:
+        """What a seed's result depends on (the seed list itself does not: adding a seed trains one)."""
+        identity = asdict(self)
+        identity.pop("seeds")
+        return identity
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One `models.<name>` block: registry kind, input feature keys, and the whole block."""
+
+    name: str
+    kind: str
+    inputs: tuple[str, ...]
+    params: dict[str, Any]
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], name: str | None) -> ModelSpec:
+        configured = section(params, "models")
+        if not isinstance(configured, Mapping) or not configured:
+            raise ConfigError("params.yaml: 'models' must map model names to their blocks")
+        if name not in configured:
+            raise ConfigError(
+                f"params.yaml: 'models' has no model {name!r}; configured models: {', '.join(map(str, configured))}"
+            )
+        block = configured[name]
+        if not isinstance(block, Mapping):
+            raise ConfigError(f"params.yaml: 'models.{name}' must be a mapping")
+        kind = block.get("kind")
+        try:
+            get_model_class(str(kind))
+        except ValueError as error:
+            raise ConfigError(f"params.yaml: 'models.{name}.kind' is {kind!r}: {error}") from None
+        inputs = block.get("inputs")
+        if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) and i for i in inputs):
+            raise ConfigError(f"params.yaml: 'models.{name}.inputs' must be a non-empty list of feature keys, got {inputs!r}")
+        if len(set(inputs)) != len(inputs):
+            raise ConfigError(f"params.yaml: 'models.{name}.inputs' lists a feature twice: {inputs!r}")
+        try:
+            check_hyper_parameters(str(kind), block)
+        except ValueError as error:
+            raise ConfigError(f"params.yaml: 'models.{name}': {error}") from None
+        return cls(name=str(name), kind=str(kind), inputs=tuple(inputs), params=dict(block))
+
+
+# ---------------------------------------------------------------- one seed
+
+
+@dataclass
+class SeedResult:
+    """A finished seed: the best-dev weights, when they were reached, and the learning curve."""
+
+    seed: int
+    best_epoch: int
+    epochs_run: int
+    dev: dict[str, float]
+    history: list[dict[str, float]]
+    state: dict[str, torch.Tensor]
+    cached: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        return {"seed": self.seed, "best_epoch": self.best_epoch, "epochs_run": self.epochs_run, "dev": self.dev}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def total_loss(
+    output: ModelOutput, labels: torch.Tensor, loss_weights: Mapping[str, float]
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy on labeled utterances + weighted auxiliary losses (weight 0 = term left out)."""
+    logits = output.logits.float()
+    labeled = labels != IGNORE_INDEX
+    if labeled.any():
+        loss = nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX
+        )
+    else:
+        loss = logits.sum() * 0.0
+    parts = {"ce": float(loss.detach())}
+    for name, term in output.aux_losses.items():
+        weight = loss_weights.get(name, 1.0)
+        if weight == 0:
+            continue
+        loss = loss + weight * term.float()
+        parts[name] = float(term.detach())
+    return loss, parts
+
+
+@torch.no_grad()
+def predict_dialogues(
+    model: nn.Module, dialogues: Sequence[Dialogue], inputs: Sequence[str], batch_dialogues: int, device: str
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """utt_ids, true labels (IGNORE_INDEX where unlabeled) and predicted classes of every utterance."""
+    model.eval()
+    utt_ids: list[str] = []
+    truth: list[np.ndarray] = []
+    predicted: list[np.ndarray] = []
+    for batch in iter_batches(dialogues, inputs, batch_dialogues):
+        output = model(batch.to(device))
+        best = output.logits.argmax(dim=-1).cpu().numpy()
+        for row, ids in enumerate(batch.utt_ids):
+            utt_ids.extend(ids)
+            truth.append(batch.labels[row, : len(ids)].numpy())
+            predicted.append(best[row, : len(ids)])
+    if not utt_ids:
+        return [], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return utt_ids, np.concatenate(truth), np.concatenate(predicted)
+
+
+def score_split(
+    model: nn.Module, data: DialogueData, split: str, batch_dialogues: int, device: str
+) -> dict[str, Any]:
+    _, truth, predicted = predict_dialogues(model, data.split(split), data.inputs, batch_dialogues, device)
+    labeled = truth != IGNORE_INDEX
+    if not labeled.any():
+        raise ValueError(f"the {split} split has no labeled utterances to score")
+    return classification_scores(truth[labeled], predicted[labeled], data.labels)
+
+
+def _autocast(device: str, enabled: bool):
+    if not enabled:
+        return nullcontext()
+    kind = torch.device(device).type
+    return torch.autocast(kind, dtype=torch.float16 if kind == "cuda" else torch.bfloat16)
+
+
+def fit_seed(
+    spec: ModelSpec, data: DialogueData, cfg: TrainConfig, seed: int, on_epoch: EpochCallback | None = None
+) -> SeedResult:
+    """Train one seed on the train split; keep the weights of the epoch with the best dev weighted F1."""
+    if not data.split("train"):
+        raise ValueError("no train dialogues in the manifest")
+    if not data.split("dev"):
+        raise ValueError("no dev dialogues in the manifest: model selection needs a dev split")
+    device = resolve_device(cfg.device, "train.device")
+    on_cpu = torch.device(device).type == "cpu"
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    if on_cpu:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        seed_everything(seed)
+        model = build_model(spec.kind, spec.params, data.input_dims, len(data.labels)).to(device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and not on_cpu)
+        rng = np.random.default_rng(seed)
+        history: list[dict[str, float]] = []
+        best_f1, best_epoch, best_state, best_dev, waited = -1.0, 0, None, {}, 0
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            sums: dict[str, float] = {}
+            batches = 0
+            for batch in iter_batches(data.split("train"), data.inputs, cfg.batch_dialogues, rng):
+                batch = batch.to(device)
+                with _autocast(device, cfg.amp):
+                    output = model(batch)
+                loss, parts = total_loss(output, batch.labels, cfg.loss_weights)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"training loss became {float(loss)} (seed {seed}, epoch {epoch}); lower train.lr or check features"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if cfg.grad_clip is not None:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                parts["loss"] = float(loss.detach())
+                for name, value in parts.items():
+                    sums[name] = sums.get(name, 0.0) + value
+                batches += 1
+            dev = score_split(model, data, "dev", cfg.batch_dialogues, device)
+            record = {"epoch": epoch, "train_loss": sums.pop("loss") / batches}
+            record.update({f"train_{name}": value / batches for name, value in sums.items()})
+            record.update({f"dev_{name}": dev[name] for name in SELECTION_SCORES})
+            history.append(record)
+            if on_epoch is not None:
+                on_epoch(seed, record)
+            if dev["weighted_f1"] > best_f1:
+                best_f1, best_epoch, waited = dev["weighted_f1"], epoch, 0
+                best_dev = {name: dev[name] for name in SELECTION_SCORES}
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            else:
+                waited += 1
+                if waited >= cfg.patience:
+                    break
+    finally:
+        if on_cpu:
+            torch.use_deterministic_algorithms(was_deterministic)
+    return SeedResult(seed, best_epoch, len(history), best_dev, history, best_state or {})
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def write_json(path: str | Path, value: Any) -> Path:
+    """Write JSON atomically, creating the folder (metrics files are read by `dvc metrics show`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_json(path, value)
+    return path
+
+
+def save_checkpoint(directory: Path, result: SeedResult, config: Mapping[str, Any]) -> None:
+    """Write `model.safetensors` (no pickle), `config.json` and `history.json` into a fresh folder, atomically."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    state = {k: v.contiguous() for k, v in result.state.items()}
+    save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+    _write_json(tmp / CONFIG_FILE, {**config, "seed": result.seed, **result.summary()})
+    _write_json(tmp / HISTORY_FILE, result.history)
+    shutil.rmtree(directory, ignore_errors=True)
+    os.replace(tmp, directory)
+
+
+def read_checkpoint_config(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / CONFIG_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: train the model first (dvc repro train@<model>)")
+    return json.loads(path.read_text())
+
+
+def load_checkpoint(directory: str | Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a trained model from its folder: the config names kind, params and input dims."""
+    config = read_checkpoint_config(directory)
+    model = build_model(config["kind"], config["model_params"], config["input_dims"], len(config["labels"]))
+    model.load_state_dict(load_file(str(Path(directory) / WEIGHTS_FILE), device="cpu"))
+    return model.to(device).eval(), config
+
+
+def feature_stats(config: Mapping[str, Any]) -> dict[str, FeatureStats]:
+    """The train-split standardisation stored in a checkpoint config."""
+    return {key: FeatureStats.from_json(value) for key, value in config["feature_stats"].items()}
+
+
+def _load_seed_result(directory: Path) -> SeedResult | None:
+    try:
+        config = read_checkpoint_config(directory)
+        history = json.loads((directory / HISTORY_FILE).read_text())
+        if not (directory / WEIGHTS_FILE).exists():
+            return None
+    except (OSError, ValueError):
+        return None
+    return SeedResult(
+        config["seed"], config["best_epoch"], config["epochs_run"], config["dev"], history, {}, cached=True
+    )
+
+
+# ---------------------------------------------------------------- all seeds, with the content cache
+
+
+def code_version(kind: str) -> str:
+    """Hash of the code a trained model depends on: the training loop, the data path, the model."""
+    files = [
+        Path(__file__),
+        Path(__file__).with_name("data.py"),
+        Path(__file__).with_name("metrics.py"),
+        Path(inspect.getsourcefile(models.batch) or ""),
+        Path(inspect.getsourcefile(get_model_class(kind)) or ""),
+    ]
+    return stable_hash({f.name: f.read_text() for f in files if f.is_file()})
+
+
+def feature_fingerprints(inputs: Sequence[str]) -> dict[str, str]:
+    return {key: content_fingerprint(paths.features_path(key)) for key in inputs}
+
+
+def cache_key(spec: ModelSpec, cfg: TrainConfig, fingerprints: Mapping[str, str]) -> str:
+    """Content key of a model's training run: manifest, its own input files, params and code."""
+    return stable_hash(
+        {
+            "manifest": content_fingerprint(paths.MANIFEST),
+            "features": dict(fingerprints),
+            "model": {"name": spec.name, **spec.params},
+            "train": cfg.cache_identity(),
+            "code": code_version(spec.kind),
+        },
+        24,
+    )
+
+
+@dataclass
+class TrainOutcome:
+    spec: ModelSpec
+    data: DialogueData
+    results: list[SeedResult]
+    cache_dir: Path | None
+
+
+def checkpoint_config(spec: ModelSpec, cfg: TrainConfig, data: DialogueData, fingerprints: Mapping[str, str]) -> dict:
+    """Everything needed to rebuild, check and explain a checkpoint, next to its weights."""
+    return {
+        "model": spec.name,
+        "kind": spec.kind,
+        "model_params": spec.params,
+        "inputs": list(spec.inputs),
+        "input_dims": data.input_dims,
+        "labels": data.labels,
+        "feature_stats": {k: s.to_json() for k, s in data.stats.items()},
+        "features": {
+            k: {"fingerprint": fingerprints[k], "metadata": data.feature_meta.get(k, {})} for k in spec.inputs
+        },
+        "train": asdict(cfg) | {"seeds": list(cfg.seeds)},
+        "code_version": code_version(spec.kind),
+        "selection": "best epoch by dev weighted F1",
+    }
+
+
+def train_model(
+    spec: ModelSpec,
+    cfg: TrainConfig,
+    on_epoch: EpochCallback | None = None,
+    on_seed: Callable[[SeedResult], None] | None = None,
+    use_cache: bool = True,
+    cache_root: Path | None = None,
+    out_dir: Path | None = None,
+) -> TrainOutcome:
+    """Train (or restore from the content cache) every seed and write `artifacts/models/<name>/seed<k>/`.
+
+    A restored seed replays its stored learning curve through `on_epoch`, so logs look the same
+    whether a seed was trained now or before.
+    """
+    fingerprints = feature_fingerprints(spec.inputs)
+    data = load_dialogue_data(spec.inputs)
+    config = checkpoint_config(spec, cfg, data, fingerprints)
+    cache_dir = (cache_root or paths.CACHE_DIR / "train") / cache_key(spec, cfg, fingerprints) if use_cache else None
+    out_dir = out_dir or paths.MODELS_DIR / spec.name
+    shutil.rmtree(out_dir, ignore_errors=True)
+    results = []
+    for seed in cfg.seeds:
+        seed_dir = out_dir / f"seed{seed}"
+        cached = _load_seed_result(cache_dir / f"seed{seed}") if cache_dir is not None else None
+        if cached is not None:
+            if on_epoch is not None:
+                for record in cached.history:
+                    on_epoch(seed, record)
+            shutil.copytree(cache_dir / f"seed{seed}", seed_dir)
+            result = cached
+        else:
+            result = fit_seed(spec, data, cfg, seed, on_epoch)
+            if cache_dir is not None:
+                save_checkpoint(cache_dir / f"seed{seed}", result, config)
+            save_checkpoint(seed_dir, result, config)
+            result.state = {}  # written; do not hold every seed's weights in memory
+        results.append(result)
+        if on_seed is not None:
+            on_seed(result)
+    return TrainOutcome(spec, data, results, cache_dir)
+
+
+def model_batch(data: DialogueData, split: str, limit: int | None = None) -> DialogueBatch:
+    """The first `limit` dialogues of a split as one batch (handy for inspection and tests)."""
+    from pipeline.training.data import collate
+
+    dialogues = data.split(split)[:limit]
+    return collate(dialogues, data.inputs)
