@@ -1,7 +1,8 @@
 """Table adapter: a user's own recordings described by one CSV or Parquet table.
 
-`dataset.table.path` is the table (a relative path is read from the project root, like
-`dataset.root`); `dataset.table.columns` maps each manifest field to the table's column name.
+`dataset.table.path` is the table; a relative path is read from the corpus root (`dataset.root`),
+so the table sits beside the recordings and DVC, which tracks that folder, reruns `prepare` when it
+changes. `dataset.table.columns` maps each manifest field to the table's column name.
 Required: media, speaker, text, label, split. Optional (absent column, or mapped to null):
 - `start`/`end`: seconds or `HH:MM:SS.mmm` inside the media; without them each row is a whole file;
 - `dialogue_id`: without it every media file is its own dialogue;
@@ -72,12 +73,12 @@ def build_manifest(dataset_params: Mapping[str, Any], root: Path) -> CorpusManif
     if not path_value:
         raise ConfigError("params.yaml: 'dataset.table.path' is not set; point it at a CSV or Parquet table with "
                           "one row per utterance")
-    path = Path(path_value)
+    root = Path(root)
+    path = root / path_value  # an absolute path_value stays as written
     if not path.is_file():
         raise ConfigError(f"params.yaml: 'dataset.table.path': {path} not found")
     table = read_table(path).reset_index(drop=True)
     columns = _column_map(section(params, "dataset.table.columns"), table, path)
-    root = Path(root)
 
     frame = pd.DataFrame(index=table.index)
     for name in ("speaker", "text", "label"):
