@@ -26,11 +26,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start(port: int | None = None, timeout: float = 90.0) -> tuple[subprocess.Popen, str]:
-    """Start the server and wait until it answers; returns the process and the API URL."""
+def start(port: int | None = None, timeout: float = 90.0, home: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """Start the server and wait until it answers; returns the process and the API URL.
+
+    `home` overrides PREFECT_HOME (where the server keeps its database), e.g. a temporary folder.
+    """
     port = port or free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_API_URL": api}
+    if home is not None:
+        env["PREFECT_HOME"] = str(home)
     process = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
