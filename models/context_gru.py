@@ -50,7 +50,9 @@ class ContextGRU(nn.Module):
         if not input_dims:
             raise ValueError("context_gru needs at least one input")
         if hidden <= 0 or layers <= 0 or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"context_gru: need hidden > 0, layers > 0, 0 <= dropout < 1; got {hidden}, {layers}, {dropout}")
+            raise ValueError(
+                f"context_gru: need hidden > 0, layers > 0, 0 <= dropout < 1; got {hidden}, {layers}, {dropout}"
+            )
         self.inputs = list(input_dims)
         self.projections = nn.ModuleDict({k: InputProjection(int(d), hidden, dropout) for k, d in input_dims.items()})
         self.gru = nn.GRU(

@@ -29,7 +29,8 @@ def register(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
 
     def decorate(cls: type[nn.Module]) -> type[nn.Module]:
         existing = _REGISTRY.get(name)
-        if existing is not None and existing.__qualname__ != cls.__qualname__:
+        identity = (cls.__module__, cls.__qualname__)
+        if existing is not None and (existing.__module__, existing.__qualname__) != identity:
             raise ValueError(f"model kind {name!r} is registered twice ({existing.__module__}, {cls.__module__})")
         _REGISTRY[name] = cls
         return cls
@@ -96,7 +97,9 @@ def check_hyper_parameters(kind: str, model_params: Mapping[str, Any]) -> dict[s
     return hyper
 
 
-def build_model(kind: str, model_params: Mapping[str, Any], input_dims: Mapping[str, int], num_classes: int) -> nn.Module:
+def build_model(
+    kind: str, model_params: Mapping[str, Any], input_dims: Mapping[str, int], num_classes: int
+) -> nn.Module:
     """Construct `kind` as `cls(input_dims, num_classes, **hyper)`; unknown hyper-parameters fail by name."""
     hyper = check_hyper_parameters(kind, model_params)
     return get_model_class(kind)(dict(input_dims), int(num_classes), **hyper)

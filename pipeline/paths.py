@@ -18,6 +18,7 @@ ARTIFACTS = Path("artifacts")
 MODELS_DIR = ARTIFACTS / "models"
 METRICS_DIR = Path("metrics")
 PLOTS_DIR = Path("plots")
+DVCLIVE_DIR = Path("dvclive")  # per-model training curves (dvclive/<model>/)
 CACHE_DIR = Path(".cache")
 
 

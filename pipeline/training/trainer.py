@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import models
-from models.batch import IGNORE_INDEX, DialogueBatch, ModelOutput
+from models.batch import IGNORE_INDEX, ModelOutput
 from models.registry import build_model, check_hyper_parameters, get_model_class
 from pipeline import paths
 from pipeline.cache import content_fingerprint, stable_hash
@@ -92,6 +92,8 @@ class TrainConfig:
         for name, weight in weights.items():
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
                 raise ConfigError(f"params.yaml: 'train.loss_weights.{name}' must be a number >= 0, got {weight!r}")
+        device = str(train.get("device", "auto"))
+        resolve_device(device, "train.device")  # fail now, not after the data is loaded
         return cls(
             seeds=tuple(seeds),
             epochs=whole("epochs"),
@@ -100,7 +102,7 @@ class TrainConfig:
             lr=number("lr", 0.0, allow_equal=False),
             weight_decay=number("weight_decay", 0.0, allow_equal=True),
             grad_clip=grad_clip,
-            device=str(train.get("device", "auto")),
+            device=device,
             amp=amp,
             loss_weights={str(k): float(v) for k, v in weights.items()},
         )
@@ -140,7 +142,9 @@ class ModelSpec:
             raise ConfigError(f"params.yaml: 'models.{name}.kind' is {kind!r}: {error}") from None
         inputs = block.get("inputs")
         if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) and i for i in inputs):
-            raise ConfigError(f"params.yaml: 'models.{name}.inputs' must be a non-empty list of feature keys, got {inputs!r}")
+            raise ConfigError(
+                f"params.yaml: 'models.{name}.inputs' must be a non-empty list of feature keys, got {inputs!r}"
+            )
         if len(set(inputs)) != len(inputs):
             raise ConfigError(f"params.yaml: 'models.{name}.inputs' lists a feature twice: {inputs!r}")
         try:
@@ -267,7 +271,8 @@ def fit_seed(
                 loss, parts = total_loss(output, batch.labels, cfg.loss_weights)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
-                        f"training loss became {float(loss)} (seed {seed}, epoch {epoch}); lower train.lr or check features"
+                        f"training loss became {float(loss)} (seed {seed}, epoch {epoch}); "
+                        "lower train.lr or check the features"
                     )
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -306,7 +311,7 @@ def fit_seed(
 
 def _write_json(path: Path, value: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True))
+    tmp.write_text(json.dumps(value, indent=2))
     os.replace(tmp, path)
 
 
@@ -343,7 +348,8 @@ def read_checkpoint_config(directory: str | Path) -> dict[str, Any]:
 def load_checkpoint(directory: str | Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a trained model from its folder: the config names kind, params and input dims."""
     config = read_checkpoint_config(directory)
-    model = build_model(config["kind"], config["model_params"], config["input_dims"], len(config["labels"]))
+    input_dims = {key: int(config["input_dims"][key]) for key in config["inputs"]}  # inputs fix the fusion order
+    model = build_model(config["kind"], config["model_params"], input_dims, len(config["labels"]))
     model.load_state_dict(load_file(str(Path(directory) / WEIGHTS_FILE), device="cpu"))
     return model.to(device).eval(), config
 
@@ -420,7 +426,7 @@ def checkpoint_config(spec: ModelSpec, cfg: TrainConfig, data: DialogueData, fin
         "features": {
             k: {"fingerprint": fingerprints[k], "metadata": data.feature_meta.get(k, {})} for k in spec.inputs
         },
-        "train": asdict(cfg) | {"seeds": list(cfg.seeds)},
+        "train": cfg.cache_identity(),
         "code_version": code_version(spec.kind),
         "selection": "best epoch by dev weighted F1",
     }
@@ -467,10 +473,3 @@ def train_model(
             on_seed(result)
     return TrainOutcome(spec, data, results, cache_dir)
 
-
-def model_batch(data: DialogueData, split: str, limit: int | None = None) -> DialogueBatch:
-    """The first `limit` dialogues of a split as one batch (handy for inspection and tests)."""
-    from pipeline.training.data import collate
-
-    dialogues = data.split(split)[:limit]
-    return collate(dialogues, data.inputs)

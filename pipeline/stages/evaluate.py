@@ -1,0 +1,139 @@
+"""`evaluate@<model>`: score every seed's dev-selected checkpoint on dev and test.
+
+Writes `metrics/<model>/eval.json` (mean ± std over seeds, per-class F1, a majority-class row),
+`metrics/<model>/predictions.parquet`, and `plots/<model>/confusion.csv|png` for the test split.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.batch import IGNORE_INDEX
+from pipeline import paths
+from pipeline.config import section
+from pipeline.device import resolve_device
+from pipeline.runner import Runner
+from pipeline.tables import write_frame
+from pipeline.training.data import DialogueData, load_dialogue_data
+from pipeline.training.metrics import aggregate_scores, classification_scores, confusion_matrix
+from pipeline.training.plots import write_confusion_csv, write_confusion_png
+from pipeline.training.trainer import (
+    ModelSpec,
+    TrainConfig,
+    feature_fingerprints,
+    feature_stats,
+    load_checkpoint,
+    predict_dialogues,
+    read_checkpoint_config,
+    write_json,
+)
+
+PROTOCOL = "best epoch selected on dev weighted F1; test reported; mean ± std over seeds"
+SPLITS = ("dev", "test")
+
+
+def _check_checkpoints(spec: ModelSpec, configs: dict[int, dict[str, Any]]) -> None:
+    """Refuse to score checkpoints that no longer match the params or the feature files."""
+    current = feature_fingerprints(spec.inputs)
+    reference = next(iter(configs.values()))
+    for seed, config in configs.items():
+        if list(config["inputs"]) != list(spec.inputs):
+            raise ValueError(
+                f"seed {seed} of {spec.name} was trained on {config['inputs']}, params say {list(spec.inputs)}: "
+                f"rerun `dvc repro train@{spec.name}`"
+            )
+        for key in spec.inputs:
+            if config["features"][key]["fingerprint"] != current[key]:
+                raise ValueError(
+                    f"{paths.features_path(key)} changed since seed {seed} of {spec.name} was trained: "
+                    f"rerun `dvc repro train@{spec.name}`"
+                )
+        if config["feature_stats"] != reference["feature_stats"] or config["labels"] != reference["labels"]:
+            raise ValueError(
+                f"the seeds of {spec.name} were trained on different data: rerun `dvc repro train@{spec.name}`"
+            )
+
+
+def majority_baseline(data: DialogueData) -> dict[str, Any]:
+    """Predict the most frequent TRAIN label for every test utterance: the floor a model must beat."""
+    counts = data.label_counts("train")
+    majority = int(np.argmax(counts))
+    truth = np.concatenate([d.labels for d in data.split("test")] or [np.zeros(0, dtype=np.int64)])
+    truth = truth[truth != IGNORE_INDEX]
+    scores = classification_scores(truth, np.full_like(truth, majority), data.labels)
+    return {"label": data.labels[majority], "accuracy": scores["accuracy"], "weighted_f1": scores["weighted_f1"]}
+
+
+def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[str, Any]:
+    spec = ModelSpec.from_params(params, arg)
+    cfg = TrainConfig.from_params(section(params, "train"))
+    device = resolve_device(cfg.device, "train.device")
+    model_dir = paths.MODELS_DIR / spec.name
+    configs = {seed: read_checkpoint_config(model_dir / f"seed{seed}") for seed in cfg.seeds}
+    _check_checkpoints(spec, configs)
+    first = configs[cfg.seeds[0]]
+    data = load_dialogue_data(spec.inputs, stats=feature_stats(first))
+    if data.labels != first["labels"]:
+        raise ValueError(f"the manifest's labels {data.labels} differ from the checkpoint's {first['labels']}")
+    for split in SPLITS:
+        if not any((d.labels != IGNORE_INDEX).any() for d in data.split(split)):
+            raise ValueError(f"the {split} split has no labeled utterances: nothing to evaluate")
+
+    step = f"evaluate {spec.name}"
+    runner.hook(step, 0, len(cfg.seeds))
+    frames, per_seed = [], []
+    for done, seed in enumerate(cfg.seeds, 1):
+        model, config = load_checkpoint(model_dir / f"seed{seed}", device)
+        entry: dict[str, Any] = {"seed": seed, "best_epoch": config["best_epoch"]}
+        for split in SPLITS:
+            utt_ids, truth, predicted = predict_dialogues(
+                model, data.split(split), data.inputs, cfg.batch_dialogues, device
+            )
+            labeled = truth != IGNORE_INDEX
+            entry[split] = classification_scores(truth[labeled], predicted[labeled], data.labels)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "utt_id": utt_ids,
+                        "split": split,
+                        "seed": seed,
+                        "label": [data.labels[t] if t != IGNORE_INDEX else None for t in truth],
+                        "predicted": [data.labels[p] for p in predicted],
+                    }
+                )
+            )
+        per_seed.append(entry)
+        runner.hook(step, done, len(cfg.seeds))
+
+    predictions = pd.concat(frames, ignore_index=True)
+    report = {
+        "model": spec.name,
+        "protocol": PROTOCOL,
+        "std_kind": "sample standard deviation over seeds (ddof=1); null with a single seed",
+        "seeds": list(cfg.seeds),
+        "dev": aggregate_scores([s["dev"] for s in per_seed]),
+        "test": aggregate_scores([s["test"] for s in per_seed]),
+        "majority_baseline": majority_baseline(data),
+        "per_seed": per_seed,
+    }
+    metrics_dir = paths.METRICS_DIR / spec.name
+    write_json(metrics_dir / "eval.json", report)
+    write_frame(predictions, metrics_dir / "predictions.parquet")
+
+    test = predictions[(predictions["split"] == "test") & predictions["label"].notna()]
+    plots_dir = paths.PLOTS_DIR / spec.name
+    write_confusion_csv(test["label"], test["predicted"], plots_dir / "confusion.csv")
+    index = {label: i for i, label in enumerate(data.labels)}
+    matrix = confusion_matrix(test["label"].map(index), test["predicted"].map(index), len(data.labels))
+    title = f"{spec.name}: test, {len(cfg.seeds)} seed(s), rows normalised"
+    write_confusion_png(matrix, data.labels, plots_dir / "confusion.png", title)
+    return {
+        "model": spec.name,
+        "seeds": len(cfg.seeds),
+        "test_weighted_f1": report["test"]["weighted_f1"],
+        "test_accuracy": report["test"]["accuracy"],
+        "majority_weighted_f1": report["majority_baseline"]["weighted_f1"],
+    }
