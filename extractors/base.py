@@ -97,7 +97,7 @@ class Extractor(ABC):
             raise ExtractorConfigError(unknown[0], f"unknown option for extractor {self.name!r}; allowed: {allowed}")
         return {**self.options, **config}
 
-    def configure(self) -> None:
+    def configure(self) -> None:  # noqa: B027 (optional hook)
         """Validate `self.config` (raise ExtractorConfigError naming the field); no weights loaded here."""
 
     def output_config(self) -> dict[str, Any]:
@@ -112,7 +112,7 @@ class Extractor(ABC):
 
     # -- work ------------------------------------------------------------------------------------
 
-    def load(self) -> None:
+    def load(self) -> None:  # noqa: B027 (optional hook)
         """Load weights now (they are otherwise loaded on first use); fail with ExtractorConfigError."""
 
     @property
@@ -120,7 +120,7 @@ class Extractor(ABC):
     def dim(self) -> int:
         """Length of each output vector."""
 
-    def check(self, item: Item) -> None:
+    def check(self, item: Item) -> None:  # noqa: B027 (optional hook)
         """Raise BadInput when one item cannot be featurised; called before batching."""
 
     @abstractmethod
@@ -154,17 +154,31 @@ def str_option(config: Mapping[str, Any], field: str, allow_none: bool = True) -
     if value is None and allow_none:
         return None
     if not isinstance(value, str) or not value:
-        raise ExtractorConfigError(field, f"must be a non-empty string{' or null' if allow_none else ''}, got {value!r}")
+        kind = "a non-empty string" + (" or null" if allow_none else "")
+        raise ExtractorConfigError(field, f"must be {kind}, got {value!r}")
     return value
 
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:<index>", "mps")
+
+
+def device_option(config: Mapping[str, Any], field: str = "device") -> str:
+    value = config[field]
+    if value in ("auto", "cpu", "cuda", "mps") or (
+        isinstance(value, str) and value.startswith("cuda:") and value[5:].isdigit()
+    ):
+        return value
+    raise ExtractorConfigError(field, f"is {value!r}; allowed values: {', '.join(DEVICE_CHOICES)}")
 
 
 def resolve_device(preference: str = "auto") -> str:
-    """The best available torch device for `auto`, else the named one."""
+    """The best available torch device for `auto`, else the named one (which must exist)."""
     import torch
 
+    if preference.startswith("cuda") and not torch.cuda.is_available():
+        raise ExtractorConfigError("device", f"is {preference!r} but no CUDA device is available; use auto or cpu")
+    if preference == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ExtractorConfigError("device", "is 'mps' but no Apple GPU is available; use auto or cpu")
     if preference != "auto":
         return preference
     if torch.cuda.is_available():

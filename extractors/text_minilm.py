@@ -18,13 +18,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from extractors.base import (
-    DEVICE_CHOICES,
     BadInput,
     Extractor,
     ExtractorConfigError,
     TextItem,
     cached_model,
-    choice_option,
+    device_option,
     int_option,
     resolve_device,
     str_option,
@@ -77,9 +76,9 @@ class TransformerTextExtractor(Extractor):
         int_option(self.config, "context", minimum=0)
         int_option(self.config, "batch_size", minimum=1)
         int_option(self.config, "max_length", minimum=8)
-        choice_option(self.config, "device", DEVICE_CHOICES)
+        device_option(self.config)
         if self.config["model"] is None and self.default_model is None and self.bundled_model() is None:
-            raise ExtractorConfigError("model", f"extractor {self.name!r} has no default model: name a folder or hub id")
+            raise ExtractorConfigError("model", f"extractor {self.name!r} has no default: name a folder or hub id")
 
     @property
     def context_turns(self) -> int:
@@ -124,7 +123,7 @@ class TransformerTextExtractor(Extractor):
             ) from error
         backend = getattr(tokenizer, "backend_tokenizer", None)
         if backend is None:
-            raise ExtractorConfigError("model", f"{source!r} has no fast (Rust) tokenizer, which context assembly needs")
+            raise ExtractorConfigError("model", f"{source!r} has no fast tokenizer, which context assembly needs")
         backend = Tokenizer.from_str(backend.to_str())
         backend.no_truncation()
         backend.no_padding()
@@ -151,7 +150,7 @@ class TransformerTextExtractor(Extractor):
 
     def check(self, item: TextItem) -> None:
         if not isinstance(item.text, str) or not item.text.strip():
-            raise BadInput(f"{item.utt_id}: empty text")
+            raise BadInput("empty text")
 
     @staticmethod
     def format_turn(speaker: str, text: str) -> str:

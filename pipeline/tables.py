@@ -27,6 +27,7 @@ def write_atomic(table: pa.Table, path: str | Path, metadata: Mapping[str, Any] 
         table = table.replace_schema_metadata(existing)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are meant to be shared
     try:
         pq.write_table(table, tmp, compression="zstd")
         os.replace(tmp, path)

@@ -1,0 +1,100 @@
+"""OpenSMILE acoustic features (eGeMAPS, ComParE, Interspeech challenge sets), no weights needed.
+
+`level: functionals` gives the feature set's own utterance-level statistics (eGeMAPSv02: 88-d);
+`level: lld` pools the frame-level low-level descriptors to mean and std per descriptor, for sets
+whose functionals are too large or when a simpler summary is wanted.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from extractors.base import (
+    BadInput,
+    Extractor,
+    WaveformItem,
+    cached_model,
+    choice_option,
+)
+
+FEATURE_SETS = ("eGeMAPSv02", "ComParE_2016", "IS09", "IS10")
+LEVELS = ("functionals", "lld")
+
+# OpenSMILE warns and fills NaN for too-short audio; `_one` turns that into a per-utterance BadInput.
+# A narrow module-level filter (not `catch_warnings`, which is not thread-safe).
+warnings.filterwarnings("ignore", message="Segment too short", category=UserWarning)
+
+
+class OpenSmileExtractor(Extractor):
+    name = "opensmile"
+    modality = "audio"
+    consumes = "waveform"
+    version = "1"
+    options: ClassVar[dict[str, Any]] = {"feature_set": "eGeMAPSv02", "level": "functionals"}
+
+    def configure(self) -> None:
+        choice_option(self.config, "feature_set", FEATURE_SETS)
+        choice_option(self.config, "level", LEVELS)
+
+    def _smile(self) -> Any:
+        """One configured `opensmile.Smile` per process; each call runs its own SMILE instance."""
+        feature_set, level = self.config["feature_set"], self.config["level"]
+
+        def load() -> Any:
+            import opensmile
+
+            return opensmile.Smile(
+                feature_set=opensmile.FeatureSet[feature_set],
+                feature_level=(
+                    opensmile.FeatureLevel.Functionals if level == "functionals"
+                    else opensmile.FeatureLevel.LowLevelDescriptors
+                ),
+            )
+
+        return cached_model("opensmile", {"feature_set": feature_set, "level": level}, load)
+
+    def load(self) -> None:
+        self._smile()
+
+    @property
+    def dim(self) -> int:
+        names = len(self._smile().feature_names)
+        return names if self.config["level"] == "functionals" else 2 * names
+
+    def check(self, item: WaveformItem) -> None:
+        samples = np.asarray(item.samples)
+        if samples.ndim != 1:
+            raise BadInput(f"expected a mono signal, got shape {samples.shape}")
+        if samples.size == 0:
+            raise BadInput("empty audio signal")
+        if not np.isfinite(samples).all():
+            raise BadInput("audio contains NaN or infinite samples")
+
+    def extract(self, items: Sequence[WaveformItem]) -> np.ndarray:
+        out = np.zeros((len(items), self.dim), dtype=np.float32)
+        for row, item in enumerate(items):
+            self.check(item)
+            out[row] = self._one(item)
+        return out
+
+    def _one(self, item: WaveformItem) -> np.ndarray:
+        # OpenSMILE converts to int16 internally: clip so loud peaks saturate instead of wrapping.
+        signal = np.clip(np.asarray(item.samples, dtype=np.float32), -1.0, 32767 / 32768)
+        frames = self._smile().process_signal(signal, item.sample_rate).to_numpy(dtype=np.float32)
+        seconds = signal.size / item.sample_rate
+        if frames.size == 0 or not np.isfinite(frames).all(axis=1).any():
+            raise BadInput(
+                f"{item.utt_id}: audio too short for OpenSMILE {self.config['feature_set']} ({seconds:.3f} s)"
+            )
+        if self.config["level"] == "functionals":
+            vector = frames[0]
+        else:
+            frames = frames[np.isfinite(frames).all(axis=1)]
+            vector = np.concatenate([frames.mean(axis=0), frames.std(axis=0)])
+        if not np.isfinite(vector).all():
+            raise BadInput(f"OpenSMILE returned non-finite values ({seconds:.3f} s of audio)")
+        return vector

@@ -1,0 +1,188 @@
+"""DenseNet-121 face features: the pooled 1024-d penultimate activations, averaged over a face track.
+
+No pretrained weights can be downloaded offline, so by default the network is randomly initialised
+from `seed` (a fixed random feature map, reproducible across machines); `weights:` points to a local
+torchvision-format state dict (`.pt`/`.pth` read with `weights_only=True`, or `.safetensors`) for
+users who have one. `project_to: D` applies a fixed seeded Gaussian projection to D dimensions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from extractors.base import (
+    BadInput,
+    Extractor,
+    ExtractorConfigError,
+    FramesItem,
+    cached_model,
+    device_option,
+    int_option,
+    resolve_device,
+    str_option,
+)
+
+FEATURE_DIM = 1024
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Checkpoints from old torchvision name dense-layer parts `norm.1`; today's modules say `norm1`.
+_LEGACY_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
+
+
+def sample_indices(count: int, wanted: int) -> np.ndarray:
+    """`wanted` indices spread evenly over `count` items (all of them when there are fewer)."""
+    if count <= wanted:
+        return np.arange(count)
+    return np.linspace(0, count - 1, num=wanted).round().astype(int)
+
+
+def read_state_dict(path: str) -> dict[str, Any]:
+    """Tensors only: safetensors, or torch.load with weights_only=True (no pickle code execution)."""
+    import torch
+
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        state: Any = load_file(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"expected a state dict, found {type(state).__name__}")
+    clean = {}
+    for key, value in state.items():
+        key = key.removeprefix("module.")
+        match = _LEGACY_KEY.match(key)
+        clean[match.group(1) + match.group(2) if match else key] = value
+    return clean
+
+
+class DenseNetExtractor(Extractor):
+    name = "densenet"
+    modality = "visual"
+    consumes = "face_frames"
+    version = "1"
+    options: ClassVar[dict[str, Any]] = {
+        "weights": None,
+        "seed": 0,
+        "image_size": 112,
+        "frames": 8,
+        "batch_size": 32,
+        "project_to": None,
+        "device": "auto",
+    }
+    runtime_options = ("batch_size", "device")
+
+    def configure(self) -> None:
+        weights = str_option(self.config, "weights")
+        if weights is not None and not Path(weights).is_file():
+            raise ExtractorConfigError("weights", f"state-dict file {weights!r} not found")
+        int_option(self.config, "seed", minimum=0)
+        int_option(self.config, "image_size", minimum=32)
+        int_option(self.config, "frames", minimum=1)
+        int_option(self.config, "batch_size", minimum=1)
+        int_option(self.config, "project_to", minimum=1, allow_none=True)
+        device_option(self.config)
+
+    @property
+    def dim(self) -> int:
+        return int(self.config["project_to"] or FEATURE_DIM)
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def load(self) -> None:
+        self._network()
+
+    def _network(self) -> tuple[Any, str]:
+        weights, seed = self.config["weights"], int(self.config["seed"])
+        device = resolve_device(self.config["device"])
+        stamp = Path(weights).stat().st_mtime_ns if weights else None
+        key = {"weights": weights, "stamp": stamp, "seed": seed, "device": device}
+        return cached_model("densenet121", key, lambda: (self._load(weights, seed, device), device))
+
+    @staticmethod
+    def _load(weights: str | None, seed: int, device: str) -> Any:
+        import torch
+        import torchvision
+
+        with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's RNG
+            torch.manual_seed(seed)
+            model = torchvision.models.densenet121(weights=None)
+        if weights:
+            try:
+                state = read_state_dict(weights)
+                features = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+                if not features:
+                    raise ValueError("no 'features.*' tensors (is this a densenet121 state dict?)")
+                model.features.load_state_dict(features, strict=True)
+            except Exception as error:  # any unreadable or mismatched file is the user's `weights` setting
+                raise ExtractorConfigError("weights", f"cannot load {weights!r} into densenet121: {error}") from error
+        return model.features.eval().to(device)
+
+    def _projection(self) -> np.ndarray | None:
+        size = self.config["project_to"]
+        if not size:
+            return None
+        seed = int(self.config["seed"])
+
+        def build() -> np.ndarray:
+            rng = np.random.default_rng(seed)
+            return (rng.standard_normal((FEATURE_DIM, size)) / np.sqrt(size)).astype(np.float32)
+
+        return cached_model("densenet-projection", {"seed": seed, "size": size}, build)
+
+    # -- work ----------------------------------------------------------------------------------
+
+    def check(self, item: FramesItem) -> None:
+        if len(item.frames) == 0:
+            raise BadInput("no frames")
+        for frame in item.frames:
+            frame = np.asarray(frame)
+            if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3 or min(frame.shape[:2]) == 0:
+                raise BadInput(f"expected RGB uint8 [H, W, 3] frames, got {frame.dtype} {frame.shape}")
+
+    def _prepare(self, frame: np.ndarray) -> Any:
+        import torch
+        import torch.nn.functional as F
+
+        size = int(self.config["image_size"])
+        image = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float().div_(255.0).unsqueeze(0)
+        if image.shape[-2:] != (size, size):
+            image = F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        return ((image - mean) / std)[0]
+
+    def extract(self, items: Sequence[FramesItem]) -> np.ndarray:
+        import torch
+        import torch.nn.functional as F
+
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        network, device = self._network()
+        images, owner = [], []
+        for row, item in enumerate(items):
+            self.check(item)
+            for index in sample_indices(len(item.frames), int(self.config["frames"])):
+                images.append(self._prepare(np.asarray(item.frames[index])))
+                owner.append(row)
+        pooled = []
+        size = int(self.config["batch_size"])
+        with torch.inference_mode():
+            for start in range(0, len(images), size):
+                batch = torch.stack(images[start : start + size]).to(device)
+                maps = F.relu(network(batch))
+                pooled.append(F.adaptive_avg_pool2d(maps, 1).flatten(1).float().cpu().numpy())
+        per_image = np.concatenate(pooled)
+        owner_index = np.asarray(owner)
+        out = np.stack([per_image[owner_index == row].mean(axis=0) for row in range(len(items))]).astype(np.float32)
+        projection = self._projection()
+        return out if projection is None else (out @ projection).astype(np.float32)

@@ -1,0 +1,333 @@
+"""`features@<key>`: one vector per utterance from the extractor configured in `features.<key>`.
+
+Work items are chunks of utterances (a dialogue, split past `CHUNK_UTTERANCES`), so a dialogue's
+text context is read in one place and a killed run loses at most the chunks in flight. Each chunk is
+a part in `.cache/features-<key>/`, keyed by its utterances' input fingerprints (text and context,
+wav content, crop bytes), the extractor's output config and the code version: a rerun reads
+finished chunks back and computes only the rest. Per-utterance problems become failure records;
+the chunk still yields its good rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from extractors import (
+    BadInput,
+    Extractor,
+    ExtractorConfigError,
+    FramesItem,
+    TextItem,
+    WaveformItem,
+    build_extractor,
+)
+from extractors.base import SAMPLE_RATE
+from pipeline import paths
+from pipeline.cache import PartCache, content_fingerprint, stable_hash
+from pipeline.config import ConfigError, section
+from pipeline.ledger import Failure, write_stage_ledger
+from pipeline.manifest import read_manifest
+from pipeline.runner import Runner
+from pipeline.tables import concat_tables, read_frame, vector_table, write_atomic
+
+CODE_VERSION = "1"
+CHUNK_UTTERANCES = 64
+CROPS_FILE = paths.SPEAKER_TRACKS / "crops.parquet"
+NO_CROPS = "no face crops for the active speaker"
+SUPPORTED_INPUTS = ("text", "waveform", "face_frames")
+LIBRARIES = ("numpy", "torch", "torchvision", "transformers", "opensmile", "pyarrow")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One work item: utterance ids plus the small per-utterance inputs (texts or wav paths)."""
+
+    utt_ids: tuple[str, ...]
+    texts: tuple[TextItem, ...] = ()
+    audio: tuple[str, ...] = ()
+
+
+def stage_name(feature_key: str) -> str:
+    return f"features@{feature_key}"
+
+
+def build_for_key(params: dict[str, Any], feature_key: str | None) -> Extractor:
+    """The extractor of `features.<key>`, with config problems reported by their params path."""
+    features = section(params, "features")
+    if feature_key is None or feature_key not in features:
+        raise ConfigError(
+            f"params.yaml: 'features' has no key {feature_key!r}; configured keys: {', '.join(map(str, features))}"
+        )
+    try:
+        extractor = build_extractor(features[feature_key])
+        if extractor.consumes not in SUPPORTED_INPUTS:
+            raise ExtractorConfigError("name", f"consumes {extractor.consumes!r}, which this stage cannot supply yet")
+        extractor.load()
+    except ExtractorConfigError as error:
+        raise ConfigError(f"params.yaml: 'features.{feature_key}.{error.field}' {error.message}") from error
+    return extractor
+
+
+# -- inputs --------------------------------------------------------------------------------------
+
+
+def text_items(manifest: pd.DataFrame, wanted: set[str], turns: int) -> dict[str, TextItem]:
+    """TextItems with up to `turns` previous utterances of the dialogue (from the whole manifest)."""
+    items: dict[str, TextItem] = {}
+    ordered = manifest.sort_values(["dialogue_id", "turn"], kind="stable")
+    for _, dialogue in ordered.groupby("dialogue_id", sort=False):
+        history: list[tuple[str, str]] = []
+        for row in dialogue.itertuples(index=False):
+            speaker = "" if pd.isna(row.speaker) else str(row.speaker)
+            text = "" if pd.isna(row.text) else str(row.text)
+            if row.utt_id in wanted:
+                context = tuple(history[-turns:]) if turns else ()
+                items[row.utt_id] = TextItem(row.utt_id, text, speaker, context)
+            history.append((speaker, text))
+    return items
+
+
+def make_chunks(manifest: pd.DataFrame, wanted: set[str], size: int = CHUNK_UTTERANCES) -> list[list[str]]:
+    """Utterance ids grouped by dialogue in turn order; long dialogues split every `size` utterances."""
+    chunks: list[list[str]] = []
+    ordered = manifest[manifest.utt_id.isin(wanted)].sort_values(["dialogue_id", "turn"], kind="stable")
+    for _, dialogue in ordered.groupby("dialogue_id", sort=True):
+        ids = dialogue.utt_id.tolist()
+        chunks.extend(ids[start : start + size] for start in range(0, len(ids), size))
+    return chunks
+
+
+def read_waveform(path: str) -> np.ndarray:
+    """A wav as mono float32 at 16 kHz (resampled when a user-supplied file differs)."""
+    import soundfile as sf
+
+    samples, rate = sf.read(path, dtype="float32", always_2d=True)
+    samples = samples.mean(axis=1)
+    if rate != SAMPLE_RATE:
+        from math import gcd
+
+        from scipy.signal import resample_poly
+
+        factor = gcd(int(rate), SAMPLE_RATE)
+        samples = resample_poly(samples, SAMPLE_RATE // factor, int(rate) // factor).astype(np.float32)
+    return samples
+
+
+class CropStore:
+    """The active speaker's JPEG crops, read once, handed out per utterance in frame order."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: run `dvc repro speaker` first")
+        self.table = pq.read_table(path, columns=["utt_id", "frame", "jpeg"])
+        frame = pd.DataFrame({"utt_id": self.table.column("utt_id").to_numpy(zero_copy_only=False),
+                              "frame": self.table.column("frame").to_numpy()})
+        frame["row"] = np.arange(len(frame))
+        self.rows = {u: g.sort_values("frame", kind="stable").row.to_numpy() for u, g in frame.groupby("utt_id")}
+
+    def jpegs(self, utt_id: str) -> list[tuple[int, bytes]]:
+        rows = self.rows.get(utt_id)
+        if rows is None or len(rows) == 0:
+            return []
+        taken = self.table.take(pa.array(rows))
+        return list(zip(taken.column("frame").to_pylist(), taken.column("jpeg").to_pylist()))
+
+    def fingerprint(self, utt_id: str) -> str:
+        digest = hashlib.sha256()
+        for frame, jpeg in self.jpegs(utt_id):
+            digest.update(str(frame).encode())
+            digest.update(jpeg)
+        return digest.hexdigest()[:16]
+
+
+def decode_crops(crops: Sequence[tuple[int, bytes]]) -> list[np.ndarray]:
+    """RGB uint8 images; undecodable crops are dropped (the caller fails the utterance if none remain)."""
+    import cv2
+
+    images = []
+    for _, jpeg in crops:
+        image = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
+        if image is not None:
+            images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    return images
+
+
+# -- one chunk -----------------------------------------------------------------------------------
+
+
+class ChunkWorker:
+    """Featurises one chunk through the part cache; per-utterance problems become failures."""
+
+    def __init__(self, feature_key: str, extractor: Extractor, crops: CropStore | None) -> None:
+        self.stage = stage_name(feature_key)
+        self.extractor = extractor
+        self.crops = crops
+        self.cache = PartCache(self.stage, extractor.output_config(), code_version(extractor))
+
+    def fingerprint(self, chunk: Chunk) -> list[Any]:
+        consumes = self.extractor.consumes
+        if consumes == "text":
+            return [[t.utt_id, t.speaker, t.text, [list(c) for c in t.context]] for t in chunk.texts]
+        if consumes == "waveform":
+            return [[u, a, content_fingerprint(a) if Path(a).is_file() else "missing"]
+                    for u, a in zip(chunk.utt_ids, chunk.audio)]
+        return [[u, self.crops.fingerprint(u)] for u in chunk.utt_ids]
+
+    def __call__(self, chunk: Chunk) -> tuple[pa.Table, list[Failure]]:
+        return self.cache.get_or_compute(self.fingerprint(chunk), lambda: self.compute(chunk))
+
+    def load_items(self, chunk: Chunk) -> tuple[list[Any], list[Failure]]:
+        consumes = self.extractor.consumes
+        if consumes == "text":
+            return list(chunk.texts), []
+        items, failures = [], []
+        for index, utt_id in enumerate(chunk.utt_ids):
+            if consumes == "waveform":
+                path = chunk.audio[index]
+                try:
+                    items.append(WaveformItem(utt_id, read_waveform(path), SAMPLE_RATE))
+                except Exception as error:  # unreadable or missing wav: this utterance only
+                    failures.append(Failure(self.stage, utt_id, f"cannot read audio {path}: {error}"))
+                continue
+            crops = self.crops.jpegs(utt_id)
+            if not crops:
+                failures.append(Failure(self.stage, utt_id, NO_CROPS))
+                continue
+            images = decode_crops(crops)
+            if not images:
+                failures.append(Failure(self.stage, utt_id, f"none of the {len(crops)} face crops decodes as JPEG"))
+                continue
+            items.append(FramesItem(utt_id, images))
+        return items, failures
+
+    def compute(self, chunk: Chunk) -> tuple[pa.Table, list[Failure]]:
+        items, failures = self.load_items(chunk)
+        good = []
+        for item in items:
+            try:
+                self.extractor.check(item)
+                good.append(item)
+            except BadInput as error:
+                failures.append(Failure(self.stage, item.utt_id, str(error)))
+        ids, vectors, extract_failures = self.extract(good)
+        failures.extend(extract_failures)
+        matrix = np.stack(vectors) if vectors else np.zeros((0, self.extractor.dim), dtype=np.float32)
+        return vector_table(ids, matrix), failures
+
+    def extract(self, items: list[Any]) -> tuple[list[str], list[np.ndarray], list[Failure]]:
+        """Batch first; if the batch fails, retry one by one so only the bad utterances are lost."""
+        if not items:
+            return [], [], []
+        try:
+            matrix = self._checked(self.extractor.extract(items), len(items))
+            rows = [(item, matrix[i], None) for i, item in enumerate(items)]
+        except ExtractorConfigError:
+            raise
+        except Exception:
+            rows = [self._one(item) for item in items]
+        ids, vectors, failures = [], [], []
+        for item, vector, reason in rows:
+            if reason is None and not np.isfinite(vector).all():
+                reason = "extractor returned non-finite values"
+            if reason is None:
+                ids.append(item.utt_id)
+                vectors.append(vector)
+            else:
+                failures.append(Failure(self.stage, item.utt_id, reason))
+        return ids, vectors, failures
+
+    def _one(self, item: Any) -> tuple[Any, np.ndarray | None, str | None]:
+        try:
+            return item, self._checked(self.extractor.extract([item]), 1)[0], None
+        except ExtractorConfigError:
+            raise
+        except BadInput as error:
+            return item, None, str(error)
+        except Exception as error:
+            return item, None, f"{self.extractor.name} failed: {type(error).__name__}: {error}"
+
+    def _checked(self, matrix: np.ndarray, count: int) -> np.ndarray:
+        matrix = np.asarray(matrix, dtype=np.float32)
+        if matrix.shape != (count, self.extractor.dim):
+            expected = (count, self.extractor.dim)
+            raise RuntimeError(f"{self.extractor.name} returned shape {matrix.shape}, expected {expected}")
+        return matrix
+
+
+# -- the stage -----------------------------------------------------------------------------------
+
+
+def code_version(extractor: Extractor) -> str:
+    return f"features-{CODE_VERSION}/{extractor.name}-{extractor.version}"
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[str, Any]:
+    started = time.perf_counter()
+    extractor = build_for_key(params, arg)
+    feature_key = str(arg)
+    stage = stage_name(feature_key)
+    manifest = read_manifest().frame
+    if not paths.CUTS.exists():
+        raise FileNotFoundError(f"{paths.CUTS} not found: run `dvc repro cut` first")
+    cuts = read_frame(paths.CUTS, ["utt_id", "audio"])
+    audio_of = dict(zip(cuts.utt_id, cuts.audio))
+    wanted = set(manifest.utt_id) & set(audio_of)  # utterances missing from cuts failed upstream
+    texts = text_items(manifest, wanted, extractor.context_turns) if extractor.consumes == "text" else {}
+    chunks = [
+        Chunk(tuple(ids), tuple(texts[u] for u in ids) if texts else (),
+              tuple(str(audio_of[u]) for u in ids) if extractor.consumes == "waveform" else ())
+        for ids in make_chunks(manifest, wanted)
+    ]
+    crops = CropStore(CROPS_FILE) if extractor.consumes == "face_frames" else None
+    worker = ChunkWorker(feature_key, extractor, crops)
+    try:
+        results = runner.map(worker, chunks, name=stage)
+    except ExtractorConfigError as error:
+        raise ConfigError(f"params.yaml: 'features.{feature_key}.{error.field}' {error.message}") from error
+
+    empty = vector_table([], np.zeros((0, extractor.dim), dtype=np.float32))
+    table = concat_tables([t for t, _ in results], empty.schema).sort_by("utt_id")
+    failures = [f for _, item_failures in results for f in item_failures]
+    meta = {
+        "feature_key": feature_key,
+        "extractor": extractor.name,
+        "modality": extractor.modality,
+        "consumes": extractor.consumes,
+        "config": {"modality": extractor.modality, "name": extractor.name, **extractor.config},
+        "config_hash": stable_hash(extractor.output_config()),
+        "dim": extractor.dim,
+        "code_version": code_version(extractor),
+        "versions": library_versions(),
+    }
+    write_atomic(table, paths.features_path(feature_key), meta)
+    write_stage_ledger(stage, failures, len(wanted), params["run"]["max_failure_ratio"])
+    return {
+        "feature": feature_key,
+        "extractor": extractor.name,
+        "utterances": table.num_rows,
+        "dim": extractor.dim,
+        "failures": len(failures),
+        "chunks": len(chunks),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
