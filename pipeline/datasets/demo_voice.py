@@ -113,25 +113,26 @@ def trim_silence(samples: np.ndarray, threshold_db: float = -40.0, margin_s: flo
     return samples[max(0, loud[0] - margin) : loud[-1] + 1 + margin].copy()
 
 
-def frame_envelope(samples: np.ndarray, fps: float, n_frames: int, offset: int = 0) -> np.ndarray:
-    """RMS of the audio under each video frame; frame k covers [k/fps, (k+1)/fps) after `offset` samples."""
-    env = np.zeros(n_frames, dtype=np.float32)
-    for k in range(n_frames):
-        a = offset + int(round(k * SAMPLE_RATE / fps))
-        b = offset + int(round((k + 1) * SAMPLE_RATE / fps))
-        chunk = samples[max(a, 0) : max(b, 0)]
-        if chunk.size:
-            env[k] = float(np.sqrt(np.mean(chunk.astype(np.float64) ** 2)))
-    return env
+def frame_envelope(samples: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
+    """RMS of the audio under each video frame; frame k covers samples [k/fps, (k+1)/fps) seconds."""
+    edges = np.round(np.arange(n_frames + 1) * (SAMPLE_RATE / fps)).astype(np.int64)
+    edges = np.clip(edges, 0, samples.size)
+    energy = np.concatenate([[0.0], np.cumsum(samples.astype(np.float64) ** 2)])
+    counts = np.maximum(edges[1:] - edges[:-1], 1)
+    return np.sqrt(np.maximum(energy[edges[1:]] - energy[edges[:-1]], 0.0) / counts).astype(np.float32)
 
 
 def mouth_opening(envelope: np.ndarray) -> np.ndarray:
-    """Map an RMS envelope to a mouth opening in [0, 1], lightly smoothed like a real jaw."""
+    """Map an RMS envelope to a mouth opening in [0, 1]: closed in pauses, wide on loud vowels.
+
+    The envelope is scaled by its own 90th percentile (so quiet and loud speakers both open their
+    mouth) and its lowest fifth is cut, so the mouth also closes between syllables.
+    """
     if envelope.size == 0 or float(envelope.max()) <= 0.0:
         return np.zeros_like(envelope)
     ref = float(np.percentile(envelope[envelope > 0], 90))
-    opening = np.clip(envelope / max(ref, 1e-6), 0.0, 1.0) ** 0.7
-    if opening.size >= 3:
-        opening = np.convolve(np.pad(opening, 1, mode="edge"), [0.25, 0.5, 0.25], mode="valid")
-    opening[opening < 0.08] = 0.0
+    level = np.clip(envelope / max(ref, 1e-6), 0.0, 1.0)
+    opening = np.clip((level - 0.2) / 0.8, 0.0, 1.0)
+    if opening.size >= 3:  # a jaw is not instantaneous
+        opening = np.convolve(np.pad(opening, 1, mode="edge"), [0.2, 0.6, 0.2], mode="valid")
     return opening.astype(np.float32)
