@@ -4,6 +4,10 @@ Whole dialogues are padded to the longest one in the batch. A modality an uttera
 failed upstream) is zeros with `present=False`: the utterance stays in its dialogue, because
 dropping it would shift every neighbour's context. Utterance-level models simply ignore the
 dialogue axis.
+
+Models that read frame- or token-level features (a feature file's optional `sequence` column) get
+them in `sequences`, padded on a third axis, with `sequence_mask` marking the real steps; models
+that do not ask for them see empty dicts.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ class DialogueBatch:
     mask: bool [B, L], True on real utterances (a prefix of each row); speakers: long [B, L], speaker
     index within the dialogue (0..S-1, 0 on padding); labels: long [B, L], IGNORE_INDEX on padding and
     unlabeled utterances; utt_ids: the real utterance ids of each dialogue, in order.
+    sequences[k]: float [B, L, T_k, D_k] for the inputs a model reads as sequences (zero on padding
+    and where absent); sequence_mask[k]: bool [B, L, T_k], True on real steps (a prefix of each
+    utterance's row, all False where the utterance or its sequence is absent).
     """
 
     features: dict[str, Tensor]
@@ -32,6 +39,8 @@ class DialogueBatch:
     speakers: Tensor
     labels: Tensor
     utt_ids: list[list[str]]
+    sequences: dict[str, Tensor] = field(default_factory=dict)
+    sequence_mask: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -51,6 +60,8 @@ class DialogueBatch:
             speakers=self.speakers.to(device, non_blocking=True),
             labels=self.labels.to(device, non_blocking=True),
             utt_ids=self.utt_ids,
+            sequences={k: v.to(device, non_blocking=True) for k, v in self.sequences.items()},
+            sequence_mask={k: v.to(device, non_blocking=True) for k, v in self.sequence_mask.items()},
         )
 
 

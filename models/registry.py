@@ -15,8 +15,18 @@ from typing import Any
 
 from torch import nn
 
-# Keys of a `models.<name>` block that describe wiring, not the network: never passed to a constructor.
-NON_HYPER_KEYS = ("kind", "inputs")
+# Keys of a `models.<name>` block that describe wiring or training, not the network: never passed to a constructor.
+NON_HYPER_KEYS = (
+    "kind",
+    "inputs",
+    "loss_weights",
+    "sequence_inputs",  # inputs loaded with their frame/token `sequence` column (pipeline.training.data)
+    "max_sequence_length",
+    "sequence_overflow",
+    "speaker_normalise",  # inputs centred per speaker within each dialogue (pipeline.training.data)
+    "folds",  # evaluation protocol, e.g. leave-one-session-out (pipeline.training.folds)
+    "fold_dev_fraction",
+)
 _SKIP_MODULES = {"batch", "registry"}
 
 _REGISTRY: dict[str, type[nn.Module]] = {}

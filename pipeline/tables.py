@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 META_KEY = b"merc"
@@ -84,11 +85,44 @@ def read_vectors(path: str | Path) -> tuple[list[str], np.ndarray]:
     return utt_ids, matrix
 
 
-def read_sequences(path: str | Path) -> dict[str, np.ndarray]:
+SEQUENCE_OVERFLOW = ("truncate", "subsample")
+
+
+def cap_steps(sequence: np.ndarray, max_length: int | None, overflow: str = "truncate") -> np.ndarray:
+    """At most `max_length` steps of a [T, D] sequence: the first ones, or evenly spaced ones over all of it."""
+    if max_length is None or len(sequence) <= max_length:
+        return sequence
+    if overflow == "truncate":
+        return sequence[:max_length]
+    if overflow == "subsample":
+        return sequence[np.linspace(0, len(sequence) - 1, max_length).round().astype(np.int64)]
+    raise ValueError(f"sequence overflow must be one of {', '.join(SEQUENCE_OVERFLOW)}, got {overflow!r}")
+
+
+def read_sequences(
+    path: str | Path, max_length: int | None = None, overflow: str = "truncate"
+) -> dict[str, np.ndarray]:
+    """Utterance id -> its `sequence` as float32 [T, D]; rows whose sequence is null are left out.
+
+    Decoded from the Arrow buffers in one pass rather than through Python lists, so frame-level
+    audio features of a whole corpus load in seconds. `max_length` caps T (see `cap_steps`).
+    """
     table = pq.read_table(path, columns=["utt_id", "sequence"])
+    utt_ids = table.column("utt_id").to_pylist()
+    column = table.column("sequence").combine_chunks()
+    lengths = pc.list_value_length(column).fill_null(-1).to_numpy(zero_copy_only=False)
+    steps = column.flatten()
+    widths = pc.list_value_length(steps).fill_null(-1).to_numpy(zero_copy_only=False)
+    if widths.size and (widths != widths[0]).any():
+        raise ValueError(f"{path}: the steps of the `sequence` column differ in width (or are null)")
+    dim = int(widths[0]) if widths.size else 0
+    values = steps.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    frames = values.reshape(len(steps), dim)
+    starts = np.concatenate([[0], np.cumsum(np.maximum(lengths, 0))])
     return {
-        utt: np.asarray(seq, dtype=np.float32)
-        for utt, seq in zip(table.column("utt_id").to_pylist(), table.column("sequence").to_pylist())
+        utt: cap_steps(frames[starts[row] : starts[row] + n], max_length, overflow)
+        for row, (utt, n) in enumerate(zip(utt_ids, lengths))
+        if n >= 0
     }
 
 

@@ -260,3 +260,13 @@ def test_configuration_errors_name_the_key(corpus):
     params["train"]["device"] = "tpu"
     with pytest.raises(ConfigError, match=r"train\.device"):
         train_stage.run(params, runner(), "text_gru")
+
+
+def test_speaker_normalisation_centres_each_speaker_within_a_dialogue():
+    from pipeline.training.data import centre_per_group
+
+    matrix = np.array([[1.0, 2.0], [3.0, 4.0], [10.0, 10.0], [0.0, 0.0]], dtype=np.float32)
+    present = np.array([True, True, True, False])
+    groups = np.array(["d1|a", "d1|a", "d1|b", "d1|b"])
+    out = centre_per_group(matrix, present, groups)
+    np.testing.assert_allclose(out, [[-1, -1], [1, 1], [0, 0], [0, 0]])

@@ -107,9 +107,9 @@ class Expression:
 
 EXPRESSIONS: dict[str, Expression] = {
     "neutral": Expression(),
-    "joy": Expression(corners=0.05, brows=0.01, tint=(1.06, 1.02, 0.95), brightness=0.07, mouth_width=1.2),
-    "sadness": Expression(corners=-0.045, brows=0.02, tint=(0.9, 0.96, 1.14), brightness=-0.03, mouth_open=0.7),
-    "anger": Expression(corners=-0.015, brows=-0.05, tint=(1.2, 0.88, 0.84), mouth_width=0.9),
+    "joy": Expression(corners=0.06, brows=0.015, tint=(1.12, 1.06, 0.9), brightness=0.1, mouth_width=1.25),
+    "sadness": Expression(corners=-0.05, brows=0.025, tint=(0.84, 0.93, 1.22), brightness=-0.06, mouth_open=0.7),
+    "anger": Expression(corners=-0.02, brows=-0.06, tint=(1.32, 0.84, 0.8), mouth_width=0.9),
     "surprise": Expression(brows=0.055, tint=(1.03, 1.03, 1.03), brightness=0.03, mouth_width=0.75, mouth_open=1.5),
     "fear": Expression(corners=-0.02, brows=0.04, tint=(0.93, 0.97, 1.05), brightness=0.04, mouth_width=1.1),
     "disgust": Expression(corners=-0.025, upper_lip=0.035, brows=-0.02, tint=(0.95, 1.1, 0.88)),

@@ -19,6 +19,7 @@ from pipeline.runner import Runner
 from pipeline.tables import write_frame
 from pipeline.training.data import DialogueData, load_dialogue_data
 from pipeline.training.metrics import aggregate_scores, classification_scores, confusion_matrix
+from pipeline.training.mrd import resolve_model_spec
 from pipeline.training.plots import write_confusion_csv, write_confusion_png
 from pipeline.training.trainer import (
     ModelSpec,
@@ -68,14 +69,18 @@ def majority_baseline(data: DialogueData) -> dict[str, Any]:
 
 
 def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[str, Any]:
-    spec = ModelSpec.from_params(params, arg)
+    spec = resolve_model_spec(params, arg)  # a `models` block, or an output of a `refine` block (e.g. MRD)
     cfg = TrainConfig.from_params(section(params, "train"))
+    if spec.folds is not None:  # e.g. leave-one-session-out: every fold's checkpoints on its held-out session
+        from pipeline.stages.loso import evaluate_folds
+
+        return evaluate_folds(runner, spec, cfg)
     device = resolve_device(cfg.device, "train.device")
     model_dir = paths.MODELS_DIR / spec.name
     configs = {seed: read_checkpoint_config(model_dir / f"seed{seed}") for seed in cfg.seeds}
     _check_checkpoints(spec, configs)
     first = configs[cfg.seeds[0]]
-    data = load_dialogue_data(spec.inputs, stats=feature_stats(first))
+    data = load_dialogue_data(spec.inputs, stats=feature_stats(first), **spec.sequences.loader_kwargs())
     if data.labels != first["labels"]:
         raise ValueError(f"the manifest's labels {data.labels} differ from the checkpoint's {first['labels']}")
     for split in SPLITS:

@@ -13,14 +13,21 @@ from pipeline import paths
 from pipeline.config import section
 from pipeline.runner import Runner
 from pipeline.training.metrics import aggregate_scores
+from pipeline.training.mrd import refinements, run_refinement
 from pipeline.training.trainer import ModelSpec, SeedResult, TrainConfig, train_model, write_json
 
 PROTOCOL = "best epoch selected on dev weighted F1; test never seen during training; mean ± std (ddof=1) over seeds"
 
 
 def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[str, Any]:
+    if arg in refinements(params):  # a `refine` block (MRD): fine-tunes two trained models, not a model of its own
+        return run_refinement(params, runner, arg)
     spec = ModelSpec.from_params(params, arg)
     cfg = TrainConfig.from_params(section(params, "train"))
+    if spec.folds is not None:  # e.g. leave-one-session-out: one model per fold
+        from pipeline.stages.loso import train_folds
+
+        return train_folds(runner, spec, cfg)
     from dvclive import Live
 
     live = Live(dir=str(paths.DVCLIVE_DIR / spec.name), save_dvc_exp=False, dvcyaml=None)

@@ -4,6 +4,13 @@ Rows are aligned by `utt_id`. An utterance missing from a feature file (its medi
 or with non-finite values keeps its place in the dialogue with zeros and `present=False`. Each
 feature dimension is standardised with mean/std from the TRAIN split only; the stats travel with the
 checkpoint so evaluation and prediction apply exactly the same transform.
+
+Inputs a model reads as sequences (its `sequence_inputs`) also load the feature file's `sequence`
+column, capped at `max_sequence_length` steps and standardised per dimension with train-split
+stats kept under `<input>:sequence`; the model's input dim for such an input is the step dim, and
+the utterance counts as present only when both its vector and a non-empty, finite sequence exist.
+A `split_of` mapping (dialogue id -> split) replaces the manifest's splits, e.g. for
+leave-one-session-out folds; stats are then fitted on that mapping's train split.
 """
 
 from __future__ import annotations
@@ -15,14 +22,82 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import torch
 
 from models.batch import IGNORE_INDEX, DialogueBatch
 from pipeline import paths
+from pipeline.config import ConfigError
 from pipeline.manifest import read_manifest
-from pipeline.tables import read_metadata, read_vectors
+from pipeline.tables import SEQUENCE_OVERFLOW, read_metadata, read_sequences, read_vectors
 
 _MIN_STD = 1e-6
+SEQUENCE_STATS_SUFFIX = ":sequence"
+
+
+def sequence_stats_key(key: str) -> str:
+    """Where an input's sequence standardisation lives among the stats (next to its vector's)."""
+    return f"{key}{SEQUENCE_STATS_SUFFIX}"
+
+
+@dataclass(frozen=True)
+class SequenceOptions:
+    """A model block's `sequence_inputs`, `max_sequence_length` and `sequence_overflow`, validated."""
+
+    inputs: tuple[str, ...] = ()
+    max_length: int | None = None
+    overflow: str = "truncate"
+    speaker_normalise: tuple[str, ...] = ()  # inputs centred per speaker within each dialogue
+
+    @classmethod
+    def from_block(
+        cls, block: Mapping[str, Any], name: str, inputs: Sequence[str], requires_sequences: bool = False
+    ) -> SequenceOptions:
+        """Fail by key on a bad value; `requires_sequences` (a model reading only sequences) needs all inputs listed."""
+        chosen = block.get("sequence_inputs") or []
+        names = isinstance(chosen, list) and all(isinstance(k, str) for k in chosen)
+        if not names or len(set(chosen)) != len(chosen):
+            raise ConfigError(
+                f"params.yaml: 'models.{name}.sequence_inputs' must be a list of distinct input keys, got {chosen!r}"
+            )
+        unknown = [k for k in chosen if k not in inputs]
+        if unknown:
+            raise ConfigError(
+                f"params.yaml: 'models.{name}.sequence_inputs' names {unknown}, "
+                f"which are not among its inputs {list(inputs)}"
+            )
+        if requires_sequences and set(chosen) != set(inputs):
+            raise ConfigError(
+                f"params.yaml: 'models.{name}' reads frame/token sequences only: 'sequence_inputs' must list every "
+                f"input {list(inputs)}, got {chosen}"
+            )
+        length = block.get("max_sequence_length")
+        if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length <= 0):
+            raise ConfigError(
+                f"params.yaml: 'models.{name}.max_sequence_length' must be a positive integer or null, got {length!r}"
+            )
+        overflow = block.get("sequence_overflow", "truncate")
+        if overflow not in SEQUENCE_OVERFLOW:
+            raise ConfigError(
+                f"params.yaml: 'models.{name}.sequence_overflow' is {overflow!r}; "
+                f"allowed values: {', '.join(SEQUENCE_OVERFLOW)}"
+            )
+        centred = block.get("speaker_normalise") or []
+        if not isinstance(centred, list) or any(k not in inputs for k in centred):
+            raise ConfigError(
+                f"params.yaml: 'models.{name}.speaker_normalise' must list some of its inputs {list(inputs)}, "
+                f"got {centred!r}"
+            )
+        return cls(tuple(chosen), length, overflow, tuple(centred))
+
+    def loader_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of `load_dialogue_data` for these options."""
+        return {
+            "sequence_inputs": self.inputs,
+            "max_sequence_length": self.max_length,
+            "sequence_overflow": self.overflow,
+            "speaker_normalise": self.speaker_normalise,
+        }
 
 
 @dataclass
@@ -48,6 +123,22 @@ class FeatureStats:
         std = np.where(std < _MIN_STD, 1.0, std)  # constant dimensions pass through unscaled
         return cls(mean.astype(np.float32), std.astype(np.float32))
 
+    @classmethod
+    def fit_steps(cls, sequences: Sequence[np.ndarray], dim: int) -> FeatureStats:
+        """Per-dimension stats over every step of `sequences` ([T_i, dim] each), without concatenating them."""
+        count = sum(len(s) for s in sequences)
+        if count == 0:
+            raise ValueError("no train-split sequence steps to fit feature standardisation on")
+        total = np.zeros(dim, dtype=np.float64)
+        squares = np.zeros(dim, dtype=np.float64)
+        for steps in sequences:
+            total += steps.sum(axis=0, dtype=np.float64)
+            squares += np.square(steps, dtype=np.float64).sum(axis=0)
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+        std = np.where(std < _MIN_STD, 1.0, std)
+        return cls(mean.astype(np.float32), std.astype(np.float32))
+
 
 @dataclass
 class Dialogue:
@@ -60,6 +151,7 @@ class Dialogue:
     labels: np.ndarray  # int64 [L], IGNORE_INDEX where the label is missing or not a known class
     features: dict[str, np.ndarray]  # float32 [L, D_k]
     present: dict[str, np.ndarray]  # bool [L]
+    sequences: dict[str, list[np.ndarray]] = field(default_factory=dict)  # per sequence input: L x [T_i, D_k]
 
     def __len__(self) -> int:
         return len(self.utt_ids)
@@ -77,6 +169,7 @@ class DialogueData:
     feature_meta: dict[str, dict[str, Any]] = field(default_factory=dict)
     missing: dict[str, int] = field(default_factory=dict)  # utterances without each input
     unlabeled: int = 0
+    sequence_inputs: list[str] = field(default_factory=list)
 
     def split(self, name: str) -> list[Dialogue]:
         return self.splits.get(name, [])
@@ -102,19 +195,78 @@ def _aligned_features(path: Path, utt_ids: Sequence[str]) -> tuple[np.ndarray, n
     return aligned, present & finite
 
 
+def centre_per_group(matrix: np.ndarray, present: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Subtract each group's mean over its present rows; absent rows stay zero."""
+    out = matrix.copy()
+    for group in np.unique(groups[present]):
+        rows = present & (groups == group)
+        out[rows] -= matrix[rows].mean(axis=0)
+    return out
+
+
+def _aligned_sequences(
+    path: Path, utt_ids: Sequence[str], max_length: int | None, overflow: str
+) -> tuple[list[np.ndarray], np.ndarray, int]:
+    """Each utterance's [T, D] steps in manifest order ([0, D] where absent), presence, and D."""
+    by_utt = read_sequences(path, max_length, overflow)
+    dims = {steps.shape[1] for steps in by_utt.values()}
+    if len(dims) > 1:
+        raise ValueError(f"{path}: sequences differ in step dimension: {sorted(dims)}")
+    declared = (read_metadata(path).get("sequence") or {}).get("dim")  # the features stage records it
+    dim = dims.pop() if dims else int(declared or 0)
+    empty = np.zeros((0, dim), dtype=np.float32)
+    aligned, present = [], np.zeros(len(utt_ids), dtype=bool)
+    for row, utt in enumerate(utt_ids):
+        steps = by_utt.get(utt)
+        if steps is not None and len(steps) and np.isfinite(steps).all():
+            aligned.append(steps)
+            present[row] = True
+        else:
+            aligned.append(empty)
+    return aligned, present, dim
+
+
+def _standardise_steps(sequences: list[np.ndarray], present: np.ndarray, stats: FeatureStats) -> list[np.ndarray]:
+    return [(s - stats.mean) / stats.std if keep else s for s, keep in zip(sequences, present)]
+
+
 def load_dialogue_data(
     inputs: Sequence[str],
     stats: Mapping[str, FeatureStats] | None = None,
     manifest_path: Path = paths.MANIFEST,
+    sequence_inputs: Sequence[str] = (),
+    max_sequence_length: int | None = None,
+    sequence_overflow: str = "truncate",
+    split_of: Mapping[str, str] | None = None,
+    speaker_normalise: Sequence[str] = (),
 ) -> DialogueData:
     """Build per-split dialogues for a model reading the feature files `inputs`.
 
     `stats` (from a checkpoint) replaces fitting on train, so a trained model sees its own transform.
+    `sequence_inputs` (a subset of `inputs`) also load their steps, at most `max_sequence_length`
+    each ("truncate" keeps the first, "subsample" evenly spaced ones); `split_of` maps every
+    dialogue id to the split it plays (train, dev, test) instead of the manifest's column.
+    `speaker_normalise` inputs have each speaker's mean vector within the dialogue subtracted first
+    (no labels involved): what identifies the person (face, voice) cancels and what changes between
+    their utterances (expression, prosody) remains — speaker normalisation, as in speech emotion work.
     """
     if not inputs:
         raise ValueError("a model needs at least one input feature")
+    unknown = [k for k in sequence_inputs if k not in inputs]
+    if unknown:
+        raise ValueError(f"sequence inputs {unknown} are not among the model's inputs {list(inputs)}")
+    if sequence_overflow not in SEQUENCE_OVERFLOW:
+        raise ValueError(f"sequence overflow must be one of {', '.join(SEQUENCE_OVERFLOW)}, got {sequence_overflow!r}")
+    if max_sequence_length is not None and max_sequence_length <= 0:
+        raise ValueError(f"max_sequence_length must be a positive integer or null, got {max_sequence_length!r}")
     manifest = read_manifest(manifest_path)
     frame = manifest.frame
+    if split_of is not None:
+        dialogues = frame["dialogue_id"].astype(str)
+        unassigned = sorted(set(dialogues) - set(split_of))
+        if unassigned:
+            raise ValueError(f"no split given for {len(unassigned)} dialogue(s), e.g. {unassigned[:3]}")
+        frame = frame.assign(split=dialogues.map(dict(split_of)))
     utt_ids = frame["utt_id"].astype(str).tolist()
     class_index = {label: i for i, label in enumerate(manifest.labels)}
     labels = np.array([class_index.get(v, IGNORE_INDEX) for v in frame["label"]], dtype=np.int64)
@@ -122,19 +274,46 @@ def load_dialogue_data(
 
     features: dict[str, np.ndarray] = {}
     present: dict[str, np.ndarray] = {}
+    sequences: dict[str, list[np.ndarray]] = {}
+    input_dims: dict[str, int] = {}
     fitted: dict[str, FeatureStats] = {}
     meta: dict[str, dict[str, Any]] = {}
     for key in inputs:
         path = paths.features_path(key)
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: input '{key}' has no feature file (run the features stage)")
+        if key in sequence_inputs and "sequence" not in pq.read_schema(path).names:
+            raise ValueError(
+                f"{path} has no `sequence` column: enable `sequence: true` in its features block, "
+                f"or remove '{key}' from the model's sequence_inputs"
+            )
         matrix, mask = _aligned_features(path, utt_ids)
+        if key in speaker_normalise:
+            groups = (frame["dialogue_id"].astype(str) + "\x1f" + frame["speaker"].astype(str)).to_numpy()
+            matrix = centre_per_group(matrix, mask, groups)
         key_stats = stats[key] if stats is not None else FeatureStats.fit(matrix[mask & is_train])
         if key_stats.mean.shape[0] != matrix.shape[1]:
             raise ValueError(f"{path}: {matrix.shape[1]}-d features, but the stats are {key_stats.mean.shape[0]}-d")
         matrix[mask] = (matrix[mask] - key_stats.mean) / key_stats.std
         features[key], present[key], fitted[key] = matrix, mask, key_stats
+        input_dims[key] = int(matrix.shape[1])
         meta[key] = read_metadata(path)
+        if key in sequence_inputs:
+            steps, has_steps, dim = _aligned_sequences(path, utt_ids, max_sequence_length, sequence_overflow)
+            present[key] = mask & has_steps
+            matrix[~present[key]] = 0.0  # an utterance without steps is absent for this input, vector too
+            seq_key = sequence_stats_key(key)
+            if stats is not None:
+                if seq_key not in stats:
+                    raise ValueError(f"the stats hold no sequence standardisation for input '{key}'")
+                seq_stats = stats[seq_key]
+            else:
+                seq_stats = FeatureStats.fit_steps([s for s, t in zip(steps, present[key] & is_train) if t], dim)
+            if seq_stats.mean.shape[0] != dim:
+                raise ValueError(f"{path}: {dim}-d sequence steps, but the stats are {seq_stats.mean.shape[0]}-d")
+            sequences[key] = _standardise_steps(steps, present[key], seq_stats)
+            fitted[seq_key] = seq_stats
+            input_dims[key] = dim
 
     splits: dict[str, list[Dialogue]] = {}
     speakers = frame["speaker"].astype("string").fillna("").to_numpy()
@@ -150,22 +329,40 @@ def load_dialogue_data(
                 labels=labels[rows],
                 features={k: features[k][rows] for k in inputs},
                 present={k: present[k][rows] for k in inputs},
+                sequences={k: [sequences[k][r] for r in rows] for k in sequences},
             )
         )
     return DialogueData(
         inputs=list(inputs),
         labels=list(manifest.labels),
-        input_dims={k: int(features[k].shape[1]) for k in inputs},
+        input_dims=input_dims,
         splits=splits,
         stats=fitted,
         feature_meta=meta,
         missing={k: int((~present[k]).sum()) for k in inputs},
         unlabeled=int((labels == IGNORE_INDEX).sum()),
+        sequence_inputs=[k for k in inputs if k in sequences],
     )
 
 
+def _pad_sequences(dialogues: Sequence[Dialogue], key: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """[B, L, T, D] steps and [B, L, T] step mask, T the longest sequence in the batch (at least 1)."""
+    rows = [s for d in dialogues for s in d.sequences[key]]
+    length = max([len(s) for s in rows] + [1])
+    values = np.zeros((len(dialogues), steps, length, rows[0].shape[1]), dtype=np.float32)
+    valid = np.zeros((len(dialogues), steps, length), dtype=bool)
+    for i, dialogue in enumerate(dialogues):
+        for j, seq in enumerate(dialogue.sequences[key]):
+            values[i, j, : len(seq)] = seq
+            valid[i, j, : len(seq)] = True
+    return values, valid
+
+
 def collate(dialogues: Sequence[Dialogue], inputs: Sequence[str]) -> DialogueBatch:
-    """Pad whole dialogues to the longest one; padding is zero, absent, unmasked and unlabeled."""
+    """Pad whole dialogues to the longest one; padding is zero, absent, unmasked and unlabeled.
+
+    Inputs the dialogues carry sequences for are also padded on a step axis to the batch's longest.
+    """
     if not dialogues:
         raise ValueError("cannot collate an empty list of dialogues")
     size, steps = len(dialogues), max(len(d) for d in dialogues)
@@ -182,6 +379,7 @@ def collate(dialogues: Sequence[Dialogue], inputs: Sequence[str]) -> DialogueBat
         for k in inputs:
             feats[k][i, :n] = dialogue.features[k]
             pres[k][i, :n] = dialogue.present[k]
+    padded = {k: _pad_sequences(dialogues, k, steps) for k in inputs if k in dialogues[0].sequences}
     return DialogueBatch(
         features={k: torch.from_numpy(v) for k, v in feats.items()},
         present={k: torch.from_numpy(v) for k, v in pres.items()},
@@ -189,6 +387,8 @@ def collate(dialogues: Sequence[Dialogue], inputs: Sequence[str]) -> DialogueBat
         speakers=torch.from_numpy(speakers),
         labels=torch.from_numpy(labels),
         utt_ids=[list(d.utt_ids) for d in dialogues],
+        sequences={k: torch.from_numpy(v) for k, (v, _) in padded.items()},
+        sequence_mask={k: torch.from_numpy(m) for k, (_, m) in padded.items()},
     )
 
 

@@ -54,6 +54,15 @@ def classification_scores(y_true: Sequence[int], y_pred: Sequence[int], labels: 
     return scores_from_confusion(confusion_matrix(y_true, y_pred, len(labels)), labels)
 
 
+def unweighted_accuracy(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> float:
+    """Mean per-class recall over the classes that occur in the truth (IEMOCAP papers' "UA")."""
+    matrix = confusion_matrix(y_true, y_pred, num_classes)
+    support = matrix.sum(axis=1)
+    if not support.any():
+        raise ValueError("cannot score an empty set of predictions")
+    return float((np.diag(matrix)[support > 0] / support[support > 0]).mean())
+
+
 def mean_std(values: Sequence[float]) -> dict[str, float | None]:
     """Mean and sample std (ddof=1) over seeds; std is None for a single seed."""
     array = np.asarray(values, dtype=np.float64)

@@ -14,7 +14,7 @@ import json
 import os
 import random
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,14 +26,22 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import models
-from models.batch import IGNORE_INDEX, ModelOutput
+from models.batch import IGNORE_INDEX, DialogueBatch, ModelOutput
 from models.registry import build_model, check_hyper_parameters, get_model_class
 from pipeline import paths
 from pipeline.cache import content_fingerprint, stable_hash
 from pipeline.config import ConfigError, section
 from pipeline.device import resolve_device
-from pipeline.training.data import Dialogue, DialogueData, FeatureStats, iter_batches, load_dialogue_data
+from pipeline.training.data import (
+    Dialogue,
+    DialogueData,
+    FeatureStats,
+    SequenceOptions,
+    iter_batches,
+    load_dialogue_data,
+)
 from pipeline.training.metrics import classification_scores
+from pipeline.training.splits import Fold, FoldOptions
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -43,6 +51,17 @@ EpochCallback = Callable[[int, dict[str, float]], None]
 
 
 # ---------------------------------------------------------------- configuration
+
+
+def parse_loss_weights(value: Any, key: str) -> dict[str, float]:
+    """A `name -> weight >= 0` mapping (null = empty), failing by the params key otherwise."""
+    value = value or {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"params.yaml: '{key}' must map loss names to weights, got {value!r}")
+    for name, weight in value.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+            raise ConfigError(f"params.yaml: '{key}.{name}' must be a number >= 0, got {weight!r}")
+    return {str(k): float(v) for k, v in value.items()}
 
 
 @dataclass(frozen=True)
@@ -86,12 +105,7 @@ class TrainConfig:
         amp = train.get("amp", False)
         if not isinstance(amp, bool):
             raise ConfigError(f"params.yaml: 'train.amp' must be true or false, got {amp!r}")
-        weights = train.get("loss_weights") or {}
-        if not isinstance(weights, Mapping):
-            raise ConfigError(f"params.yaml: 'train.loss_weights' must map loss names to weights, got {weights!r}")
-        for name, weight in weights.items():
-            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-                raise ConfigError(f"params.yaml: 'train.loss_weights.{name}' must be a number >= 0, got {weight!r}")
+        weights = parse_loss_weights(train.get("loss_weights"), "train.loss_weights")
         device = str(train.get("device", "auto"))
         resolve_device(device, "train.device")  # fail now, not after the data is loaded
         return cls(
@@ -104,7 +118,7 @@ class TrainConfig:
             grad_clip=grad_clip,
             device=device,
             amp=amp,
-            loss_weights={str(k): float(v) for k, v in weights.items()},
+            loss_weights=weights,
         )
 
     def cache_identity(self) -> dict[str, Any]:
@@ -116,12 +130,18 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One `models.<name>` block: registry kind, input feature keys, and the whole block."""
+    """One `models.<name>` block: registry kind, input feature keys, and the whole block.
+
+    `loss_weights` (the block's optional `loss_weights`) override `train.loss_weights` for this model.
+    """
 
     name: str
     kind: str
     inputs: tuple[str, ...]
     params: dict[str, Any]
+    loss_weights: dict[str, float] = field(default_factory=dict)
+    sequences: SequenceOptions = field(default_factory=SequenceOptions)  # inputs read as frame/token sequences
+    folds: FoldOptions | None = None  # None: the manifest's split; else e.g. leave-one-session-out
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], name: str | None) -> ModelSpec:
@@ -151,7 +171,17 @@ class ModelSpec:
             check_hyper_parameters(str(kind), block)
         except ValueError as error:
             raise ConfigError(f"params.yaml: 'models.{name}': {error}") from None
-        return cls(name=str(name), kind=str(kind), inputs=tuple(inputs), params=dict(block))
+        loss_weights = parse_loss_weights(block.get("loss_weights"), f"models.{name}.loss_weights")
+        requires_sequences = bool(getattr(get_model_class(str(kind)), "requires_sequences", False))
+        return cls(
+            name=str(name),
+            kind=str(kind),
+            inputs=tuple(inputs),
+            params=dict(block),
+            loss_weights=loss_weights,
+            sequences=SequenceOptions.from_block(block, str(name), inputs, requires_sequences),
+            folds=FoldOptions.from_block(block, str(name)),
+        )
 
 
 # ---------------------------------------------------------------- one seed
@@ -179,19 +209,32 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def effective_loss_weights(model: nn.Module, spec: ModelSpec, cfg: TrainConfig) -> dict[str, float]:
+    """Weights of the auxiliary losses: the model class's `default_loss_weights` (its paper's values),
+    overridden by `train.loss_weights`, overridden by the model block's `loss_weights`; unnamed = 1.0."""
+    return {**getattr(model, "default_loss_weights", {}), **cfg.loss_weights, **spec.loss_weights}
+
+
 def total_loss(
     output: ModelOutput, labels: torch.Tensor, loss_weights: Mapping[str, float]
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Cross-entropy on labeled utterances + weighted auxiliary losses (weight 0 = term left out)."""
+    """Cross-entropy on labeled utterances + weighted auxiliary losses (weight 0 = term left out).
+
+    The cross-entropy is weighted by `loss_weights["ce"]` (1.0 unless listed): a model whose own
+    classification loss replaces it (e.g. a Poly or label-smoothed CE among its auxiliary terms)
+    sets `ce: 0` in its `default_loss_weights`. It is still logged.
+    """
     logits = output.logits.float()
     labeled = labels != IGNORE_INDEX
     if labeled.any():
-        loss = nn.functional.cross_entropy(
+        ce = nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX
         )
     else:
-        loss = logits.sum() * 0.0
-    parts = {"ce": float(loss.detach())}
+        ce = logits.sum() * 0.0
+    parts = {"ce": float(ce.detach())}
+    ce_weight = loss_weights.get("ce", 1.0)
+    loss = ce * ce_weight if ce_weight != 0 else logits.sum() * 0.0
     for name, term in output.aux_losses.items():
         weight = loss_weights.get(name, 1.0)
         if weight == 0:
@@ -239,6 +282,24 @@ def _autocast(device: str, enabled: bool):
     return torch.autocast(kind, dtype=torch.float16 if kind == "cuda" else torch.bfloat16)
 
 
+def train_batch_source(
+    data: DialogueData, batch_dialogues: int, device: str, seed: int
+) -> Callable[[], Iterator[DialogueBatch]]:
+    """Shuffled passes over the TRAIN split only, on `device`, for a model's `begin_epoch` hook.
+
+    A model may define `begin_epoch(epoch, train_batches)`; the trainer calls it in train mode before
+    each epoch. The passes draw from their own seeded generator, so the main loop's batch order is
+    the same with or without the hook, and dev and test never reach it.
+    """
+    rng = np.random.default_rng([seed, 1])
+
+    def batches() -> Iterator[DialogueBatch]:
+        for batch in iter_batches(data.split("train"), data.inputs, batch_dialogues, rng):
+            yield batch.to(device)
+
+    return batches
+
+
 def fit_seed(
     spec: ModelSpec, data: DialogueData, cfg: TrainConfig, seed: int, on_epoch: EpochCallback | None = None
 ) -> SeedResult:
@@ -256,19 +317,24 @@ def fit_seed(
         seed_everything(seed)
         model = build_model(spec.kind, spec.params, data.input_dims, len(data.labels)).to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        loss_weights = effective_loss_weights(model, spec, cfg)
         scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and not on_cpu)
         rng = np.random.default_rng(seed)
         history: list[dict[str, float]] = []
         best_f1, best_epoch, best_state, best_dev, waited = -1.0, 0, None, {}, 0
+        begin_epoch = getattr(model, "begin_epoch", None)
+        train_source = train_batch_source(data, cfg.batch_dialogues, device, seed)
         for epoch in range(1, cfg.epochs + 1):
             model.train()
+            if callable(begin_epoch):  # optional model hook: train-split statistics, pre-training phases
+                begin_epoch(epoch, train_source)
             sums: dict[str, float] = {}
             batches = 0
             for batch in iter_batches(data.split("train"), data.inputs, cfg.batch_dialogues, rng):
                 batch = batch.to(device)
                 with _autocast(device, cfg.amp):
                     output = model(batch)
-                loss, parts = total_loss(output, batch.labels, cfg.loss_weights)
+                loss, parts = total_loss(output, batch.labels, loss_weights)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"training loss became {float(loss)} (seed {seed}, epoch {epoch}); "
@@ -384,25 +450,26 @@ def code_version(kind: str) -> str:
         Path(inspect.getsourcefile(models.batch) or ""),
         Path(inspect.getsourcefile(get_model_class(kind)) or ""),
     ]
-    return stable_hash({f.name: f.read_text() for f in files if f.is_file()})
+    files += sorted(Path(inspect.getsourcefile(models.batch) or "").parent.joinpath("layers").glob("*.py"))
+    return stable_hash({f"{f.parent.name}/{f.name}": f.read_text() for f in files if f.is_file()})
 
 
 def feature_fingerprints(inputs: Sequence[str]) -> dict[str, str]:
     return {key: content_fingerprint(paths.features_path(key)) for key in inputs}
 
 
-def cache_key(spec: ModelSpec, cfg: TrainConfig, fingerprints: Mapping[str, str]) -> str:
-    """Content key of a model's training run: manifest, its own input files, params and code."""
-    return stable_hash(
-        {
-            "manifest": content_fingerprint(paths.MANIFEST),
-            "features": dict(fingerprints),
-            "model": {"name": spec.name, **spec.params},
-            "train": cfg.cache_identity(),
-            "code": code_version(spec.kind),
-        },
-        24,
-    )
+def cache_key(spec: ModelSpec, cfg: TrainConfig, fingerprints: Mapping[str, str], fold: Fold | None = None) -> str:
+    """Content key of a model's training run: manifest, its own input files, params and code (and fold)."""
+    identity = {
+        "manifest": content_fingerprint(paths.MANIFEST),
+        "features": dict(fingerprints),
+        "model": {"name": spec.name, **spec.params},
+        "train": cfg.cache_identity(),
+        "code": code_version(spec.kind),
+    }
+    if fold is not None:
+        identity["fold"] = fold.identity()
+    return stable_hash(identity, 24)
 
 
 @dataclass
@@ -440,16 +507,21 @@ def train_model(
     use_cache: bool = True,
     cache_root: Path | None = None,
     out_dir: Path | None = None,
+    fold: Fold | None = None,
 ) -> TrainOutcome:
     """Train (or restore from the content cache) every seed and write `artifacts/models/<name>/seed<k>/`.
 
     A restored seed replays its stored learning curve through `on_epoch`, so logs look the same
-    whether a seed was trained now or before.
+    whether a seed was trained now or before. With a `fold`, its splits replace the manifest's.
     """
     fingerprints = feature_fingerprints(spec.inputs)
-    data = load_dialogue_data(spec.inputs)
+    split_of = fold.split_of if fold is not None else None
+    data = load_dialogue_data(spec.inputs, split_of=split_of, **spec.sequences.loader_kwargs())
     config = checkpoint_config(spec, cfg, data, fingerprints)
-    cache_dir = (cache_root or paths.CACHE_DIR / "train") / cache_key(spec, cfg, fingerprints) if use_cache else None
+    if fold is not None:
+        config["fold"] = fold.identity()
+    key = cache_key(spec, cfg, fingerprints, fold)
+    cache_dir = (cache_root or paths.CACHE_DIR / "train") / key if use_cache else None
     out_dir = out_dir or paths.MODELS_DIR / spec.name
     shutil.rmtree(out_dir, ignore_errors=True)
     results = []
