@@ -20,6 +20,7 @@ NON_HYPER_KEYS = (
     "kind",
     "inputs",
     "loss_weights",
+    "train",  # per-model overrides of the shared train block (TrainConfig.for_model)
     "sequence_inputs",  # inputs loaded with their frame/token `sequence` column (pipeline.training.data)
     "max_sequence_length",
     "sequence_overflow",

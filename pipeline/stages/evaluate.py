@@ -13,7 +13,6 @@ import pandas as pd
 
 from models.batch import IGNORE_INDEX
 from pipeline import paths
-from pipeline.config import section
 from pipeline.device import resolve_device
 from pipeline.runner import Runner
 from pipeline.tables import write_frame
@@ -70,7 +69,8 @@ def majority_baseline(data: DialogueData) -> dict[str, Any]:
 
 def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[str, Any]:
     spec = resolve_model_spec(params, arg)  # a `models` block, or an output of a `refine` block (e.g. MRD)
-    cfg = TrainConfig.from_params(section(params, "train"))
+    cfg = TrainConfig.for_model(params, spec.name)
+    cfg.apply_threads()
     if spec.folds is not None:  # e.g. leave-one-session-out: every fold's checkpoints on its held-out session
         from pipeline.stages.loso import evaluate_folds
 

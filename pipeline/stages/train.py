@@ -10,7 +10,6 @@ import sys
 from typing import Any
 
 from pipeline import paths
-from pipeline.config import section
 from pipeline.runner import Runner
 from pipeline.training.metrics import aggregate_scores
 from pipeline.training.mrd import refinements, run_refinement
@@ -23,7 +22,8 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     if arg in refinements(params):  # a `refine` block (MRD): fine-tunes two trained models, not a model of its own
         return run_refinement(params, runner, arg)
     spec = ModelSpec.from_params(params, arg)
-    cfg = TrainConfig.from_params(section(params, "train"))
+    cfg = TrainConfig.for_model(params, spec.name)
+    cfg.apply_threads()
     if spec.folds is not None:  # e.g. leave-one-session-out: one model per fold
         from pipeline.stages.loso import train_folds
 

@@ -78,13 +78,29 @@ class TrainConfig:
     device: str
     amp: bool = False
     loss_weights: dict[str, float] = field(default_factory=dict)
+    threads: int | None = None  # torch CPU threads; small dialogue models run fastest on one
 
     @classmethod
-    def from_params(cls, train: Mapping[str, Any]) -> TrainConfig:
+    def for_model(cls, params: Mapping[str, Any], name: str) -> TrainConfig:
+        """The shared `train:` block with the model's own `models.<name>.train:` overrides on top
+        (e.g. a learning rate that suits one architecture), validated under the key a user edits."""
+        shared = dict(section(params, "train"))
+        block = (params.get("models") or {}).get(name) or {}
+        overrides = block.get("train") or {}
+        if not isinstance(overrides, Mapping):
+            raise ConfigError(f"params.yaml: 'models.{name}.train' must be a mapping of train keys, got {overrides!r}")
+        unknown = sorted(set(overrides) - set(shared) - {"threads", "amp", "loss_weights"})
+        if unknown:
+            raise ConfigError(f"params.yaml: 'models.{name}.train' has unknown key(s) {unknown}; "
+                              f"allowed: {', '.join(sorted(shared))}")
+        return cls.from_params({**shared, **overrides}, f"models.{name}.train" if overrides else "train")
+
+    @classmethod
+    def from_params(cls, train: Mapping[str, Any], prefix: str = "train") -> TrainConfig:
         def whole(key: str) -> int:
             value = train.get(key)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"params.yaml: 'train.{key}' must be a positive integer, got {value!r}")
+                raise ConfigError(f"params.yaml: '{prefix}.{key}' must be a positive integer, got {value!r}")
             return value
 
         def number(key: str, minimum: float, allow_equal: bool) -> float:
@@ -92,22 +108,22 @@ class TrainConfig:
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not ok or value < minimum or (value == minimum and not allow_equal):
                 bound = ">=" if allow_equal else ">"
-                raise ConfigError(f"params.yaml: 'train.{key}' must be a number {bound} {minimum}, got {value!r}")
+                raise ConfigError(f"params.yaml: '{prefix}.{key}' must be a number {bound} {minimum}, got {value!r}")
             return float(value)
 
         seeds = train.get("seeds")
         if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
-            raise ConfigError(f"params.yaml: 'train.seeds' must be a non-empty list of integers >= 0, got {seeds!r}")
+            raise ConfigError(f"params.yaml: '{prefix}.seeds' must be a non-empty list of integers >= 0, got {seeds!r}")
         if len(set(seeds)) != len(seeds):
-            raise ConfigError(f"params.yaml: 'train.seeds' lists a seed twice: {seeds!r}")
+            raise ConfigError(f"params.yaml: '{prefix}.seeds' lists a seed twice: {seeds!r}")
         clip = train.get("grad_clip")
         grad_clip = None if clip in (None, 0) else number("grad_clip", 0.0, allow_equal=False)
         amp = train.get("amp", False)
         if not isinstance(amp, bool):
-            raise ConfigError(f"params.yaml: 'train.amp' must be true or false, got {amp!r}")
-        weights = parse_loss_weights(train.get("loss_weights"), "train.loss_weights")
+            raise ConfigError(f"params.yaml: '{prefix}.amp' must be true or false, got {amp!r}")
+        weights = parse_loss_weights(train.get("loss_weights"), f"{prefix}.loss_weights")
         device = str(train.get("device", "auto"))
-        resolve_device(device, "train.device")  # fail now, not after the data is loaded
+        resolve_device(device, f"{prefix}.device")  # fail now, not after the data is loaded
         return cls(
             seeds=tuple(seeds),
             epochs=whole("epochs"),
@@ -119,12 +135,18 @@ class TrainConfig:
             device=device,
             amp=amp,
             loss_weights=weights,
+            threads=None if train.get("threads") is None else whole("threads"),
         )
+
+    def apply_threads(self) -> None:
+        if self.threads:
+            torch.set_num_threads(self.threads)
 
     def cache_identity(self) -> dict[str, Any]:
         """What a seed's result depends on (the seed list itself does not: adding a seed trains one)."""
         identity = asdict(self)
         identity.pop("seeds")
+        identity.pop("threads")
         return identity
 
 
