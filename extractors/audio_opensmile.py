@@ -2,7 +2,9 @@
 
 `level: functionals` gives the feature set's own utterance-level statistics (eGeMAPSv02: 88-d);
 `level: lld` pools the frame-level low-level descriptors to mean and std per descriptor, for sets
-whose functionals are too large or when a simpler summary is wanted.
+whose functionals are too large or when a simpler summary is wanted; with `sequence: true` the
+descriptor frames themselves (10 ms hop, capped by `max_sequence`) are kept as the `sequence`
+column. IS10 functionals are the 1582-d paralinguistic vector the IEMOCAP feature files carry.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ import numpy as np
 from extractors.base import (
     BadInput,
     Extractor,
+    ExtractorConfigError,
     WaveformItem,
     cached_model,
+    cap_sequence,
     choice_option,
+    sequence_options,
 )
 
 FEATURE_SETS = ("eGeMAPSv02", "ComParE_2016", "IS09", "IS10")
@@ -34,11 +39,20 @@ class OpenSmileExtractor(Extractor):
     modality = "audio"
     consumes = "waveform"
     version = "1"
-    options: ClassVar[dict[str, Any]] = {"feature_set": "eGeMAPSv02", "level": "functionals"}
+    options: ClassVar[dict[str, Any]] = {
+        "feature_set": "eGeMAPSv02",
+        "level": "functionals",
+        "sequence": False,
+        "max_sequence": 1000,
+    }
+    implicit_defaults = ("sequence", "max_sequence")
 
     def configure(self) -> None:
         choice_option(self.config, "feature_set", FEATURE_SETS)
-        choice_option(self.config, "level", LEVELS)
+        level = choice_option(self.config, "level", LEVELS)
+        sequence_options(self.config)
+        if self.config["sequence"] and level != "lld":
+            raise ExtractorConfigError("sequence", "needs level: lld (functionals are one vector per utterance)")
 
     def _smile(self) -> Any:
         """One configured `opensmile.Smile` per process; each call runs its own SMILE instance."""
@@ -65,6 +79,10 @@ class OpenSmileExtractor(Extractor):
         names = len(self._smile().feature_names)
         return names if self.config["level"] == "functionals" else 2 * names
 
+    @property
+    def sequence_dim(self) -> int:
+        return len(self._smile().feature_names)
+
     def check(self, item: WaveformItem) -> None:
         samples = np.asarray(item.samples)
         if samples.ndim != 1:
@@ -75,13 +93,19 @@ class OpenSmileExtractor(Extractor):
             raise BadInput("audio contains NaN or infinite samples")
 
     def extract(self, items: Sequence[WaveformItem]) -> np.ndarray:
+        return self.extract_with_sequences(items)[0]
+
+    def extract_with_sequences(self, items: Sequence[WaveformItem]) -> tuple[np.ndarray, list[np.ndarray] | None]:
         out = np.zeros((len(items), self.dim), dtype=np.float32)
+        sequences = []
         for row, item in enumerate(items):
             self.check(item)
-            out[row] = self._one(item)
-        return out
+            out[row], frames = self._one(item)
+            sequences.append(cap_sequence(frames, int(self.config["max_sequence"])))
+        return out, (sequences if self.wants_sequence else None)
 
-    def _one(self, item: WaveformItem) -> np.ndarray:
+    def _one(self, item: WaveformItem) -> tuple[np.ndarray, np.ndarray]:
+        """The utterance vector and the finite descriptor frames it came from."""
         # OpenSMILE converts to int16 internally: clip so loud peaks saturate instead of wrapping.
         signal = np.clip(np.asarray(item.samples, dtype=np.float32), -1.0, 32767 / 32768)
         frames = self._smile().process_signal(signal, item.sample_rate).to_numpy(dtype=np.float32)
@@ -90,11 +114,11 @@ class OpenSmileExtractor(Extractor):
             raise BadInput(
                 f"{item.utt_id}: audio too short for OpenSMILE {self.config['feature_set']} ({seconds:.3f} s)"
             )
+        frames = frames[np.isfinite(frames).all(axis=1)]
         if self.config["level"] == "functionals":
             vector = frames[0]
         else:
-            frames = frames[np.isfinite(frames).all(axis=1)]
             vector = np.concatenate([frames.mean(axis=0), frames.std(axis=0)])
         if not np.isfinite(vector).all():
             raise BadInput(f"OpenSMILE returned non-finite values ({seconds:.3f} s of audio)")
-        return vector
+        return vector, frames

@@ -14,6 +14,9 @@ from extractors.base import MODALITIES, Extractor, ExtractorConfigError
 
 EXTRACTORS: dict[str, str] = {
     "minilm": "extractors.text_minilm:MiniLMExtractor",
+    "roberta": "extractors.text_transformer:RobertaExtractor",
+    "wav2vec2": "extractors.audio_wav2vec2:Wav2Vec2Extractor",
+    "timesformer": "extractors.visual_timesformer:TimesformerExtractor",
     "opensmile": "extractors.audio_opensmile:OpenSmileExtractor",
     "densenet": "extractors.visual_densenet:DenseNetExtractor",
 }

@@ -4,6 +4,8 @@ No pretrained weights can be downloaded offline, so by default the network is ra
 from `seed` (a fixed random feature map, reproducible across machines); `weights:` points to a local
 torchvision-format state dict (`.pt`/`.pth` read with `weights_only=True`, or `.safetensors`) for
 users who have one. `project_to: D` applies a fixed seeded Gaussian projection to D dimensions.
+`input: full_frame` reads whole video frames instead of face crops (corpora without usable faces);
+`sequence: true` also keeps the per-frame vectors ([frames, D]) the utterance vector averages.
 """
 
 from __future__ import annotations
@@ -16,15 +18,21 @@ from typing import Any, ClassVar
 import numpy as np
 
 from extractors.base import (
-    BadInput,
     Extractor,
     ExtractorConfigError,
     FramesItem,
     cached_model,
+    cap_sequence,
+    check_frames,
     device_option,
+    dtype_option,
+    file_fingerprint,
     int_option,
     resolve_device,
+    sequence_options,
     str_option,
+    torch_dtype,
+    visual_input_option,
 )
 
 FEATURE_DIM = 1024
@@ -78,8 +86,13 @@ class DenseNetExtractor(Extractor):
         "batch_size": 32,
         "project_to": None,
         "device": "auto",
+        "input": "face",
+        "dtype": "float32",
+        "sequence": False,
+        "max_sequence": 64,
     }
     runtime_options = ("batch_size", "device")
+    implicit_defaults = ("input", "dtype", "sequence", "max_sequence")
 
     def configure(self) -> None:
         weights = str_option(self.config, "weights")
@@ -91,10 +104,21 @@ class DenseNetExtractor(Extractor):
         int_option(self.config, "batch_size", minimum=1)
         int_option(self.config, "project_to", minimum=1, allow_none=True)
         device_option(self.config)
+        self.consumes = visual_input_option(self.config)
+        dtype_option(self.config)
+        sequence_options(self.config)
 
     @property
     def dim(self) -> int:
         return int(self.config["project_to"] or FEATURE_DIM)
+
+    @property
+    def frame_budget(self) -> int:
+        return int(self.config["frames"])
+
+    def weights_fingerprint(self) -> dict[str, str]:
+        weights = self.config["weights"]
+        return {"weights_file": file_fingerprint(weights)} if weights else {}
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -105,11 +129,12 @@ class DenseNetExtractor(Extractor):
         weights, seed = self.config["weights"], int(self.config["seed"])
         device = resolve_device(self.config["device"])
         stamp = Path(weights).stat().st_mtime_ns if weights else None
-        key = {"weights": weights, "stamp": stamp, "seed": seed, "device": device}
-        return cached_model("densenet121", key, lambda: (self._load(weights, seed, device), device))
+        key = {"weights": weights, "stamp": stamp, "seed": seed, "device": device, "dtype": self.config["dtype"]}
+        dtype = self.config["dtype"]
+        return cached_model("densenet121", key, lambda: (self._load(weights, seed, device, dtype), device))
 
     @staticmethod
-    def _load(weights: str | None, seed: int, device: str) -> Any:
+    def _load(weights: str | None, seed: int, device: str, dtype: str = "float32") -> Any:
         import torch
         import torchvision
 
@@ -125,7 +150,7 @@ class DenseNetExtractor(Extractor):
                 model.features.load_state_dict(features, strict=True)
             except Exception as error:  # any unreadable or mismatched file is the user's `weights` setting
                 raise ExtractorConfigError("weights", f"cannot load {weights!r} into densenet121: {error}") from error
-        return model.features.eval().to(device)
+        return model.features.eval().to(device=device, dtype=torch_dtype(dtype, device))
 
     def _projection(self) -> np.ndarray | None:
         size = self.config["project_to"]
@@ -142,12 +167,7 @@ class DenseNetExtractor(Extractor):
     # -- work ----------------------------------------------------------------------------------
 
     def check(self, item: FramesItem) -> None:
-        if len(item.frames) == 0:
-            raise BadInput("no frames")
-        for frame in item.frames:
-            frame = np.asarray(frame)
-            if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3 or min(frame.shape[:2]) == 0:
-                raise BadInput(f"expected RGB uint8 [H, W, 3] frames, got {frame.dtype} {frame.shape}")
+        check_frames(item)
 
     def _prepare(self, frame: np.ndarray) -> Any:
         import torch
@@ -162,12 +182,17 @@ class DenseNetExtractor(Extractor):
         return ((image - mean) / std)[0]
 
     def extract(self, items: Sequence[FramesItem]) -> np.ndarray:
+        return self.extract_with_sequences(items)[0]
+
+    def extract_with_sequences(self, items: Sequence[FramesItem]) -> tuple[np.ndarray, list[np.ndarray] | None]:
         import torch
         import torch.nn.functional as F
 
+        wants = self.wants_sequence
         if not items:
-            return np.zeros((0, self.dim), dtype=np.float32)
+            return np.zeros((0, self.dim), dtype=np.float32), ([] if wants else None)
         network, device = self._network()
+        dtype = next(network.parameters()).dtype
         images, owner = [], []
         for row, item in enumerate(items):
             self.check(item)
@@ -178,11 +203,17 @@ class DenseNetExtractor(Extractor):
         size = int(self.config["batch_size"])
         with torch.inference_mode():
             for start in range(0, len(images), size):
-                batch = torch.stack(images[start : start + size]).to(device)
+                batch = torch.stack(images[start : start + size]).to(device, dtype)
                 maps = F.relu(network(batch))
                 pooled.append(F.adaptive_avg_pool2d(maps, 1).flatten(1).float().cpu().numpy())
         per_image = np.concatenate(pooled)
+        projection = self._projection()
         owner_index = np.asarray(owner)
         out = np.stack([per_image[owner_index == row].mean(axis=0) for row in range(len(items))]).astype(np.float32)
-        projection = self._projection()
-        return out if projection is None else (out @ projection).astype(np.float32)
+        out = out if projection is None else (out @ projection).astype(np.float32)
+        if not wants:
+            return out, None
+        if projection is not None:
+            per_image = per_image @ projection
+        cap = int(self.config["max_sequence"])
+        return out, [cap_sequence(per_image[owner_index == row], cap) for row in range(len(items))]

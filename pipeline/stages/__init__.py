@@ -18,6 +18,7 @@ STAGE_MODULES = {
     "faces": "pipeline.stages.faces",
     "speaker": "pipeline.stages.speaker",
     "features": "pipeline.stages.features",
+    "finetune_text": "pipeline.stages.finetune_text",
     "train": "pipeline.stages.train",
     "evaluate": "pipeline.stages.evaluate",
     "failures": "pipeline.stages.failures",

@@ -6,6 +6,12 @@ a part in `.cache/features-<key>/`, keyed by its utterances' input fingerprints 
 wav content, crop bytes), the extractor's output config and the code version: a rerun reads
 finished chunks back and computes only the rest. Per-utterance problems become failure records;
 the chunk still yields its good rows.
+
+Inputs by what the extractor consumes: `text` (with `context` previous and `future_context`
+following turns), `waveform` (the cut 16 kHz wavs), `face_frames` (the active speaker's JPEG crops)
+or `full_frames` (the extractor's `frames` evenly spaced frames of the utterance's range in the
+source video, decoded by index with `pipeline.media.iter_frames`). When the block says
+`sequence: true`, the extractor's frame- or token-level features go to a `sequence` column.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from pipeline.cache import PartCache, content_fingerprint, stable_hash
 from pipeline.config import ConfigError, section
 from pipeline.ledger import Failure, write_stage_ledger
 from pipeline.manifest import read_manifest
+from pipeline.media import MediaError, iter_frames
 from pipeline.runner import Runner
 from pipeline.tables import concat_tables, read_frame, vector_table, write_atomic
 
@@ -45,17 +52,29 @@ CODE_VERSION = "1"
 CHUNK_UTTERANCES = 64
 CROPS_FILE = paths.SPEAKER_TRACKS / "crops.parquet"
 NO_CROPS = "no face crops for the active speaker"
-SUPPORTED_INPUTS = ("text", "waveform", "face_frames")
+SUPPORTED_INPUTS = ("text", "waveform", "face_frames", "full_frames")
 LIBRARIES = ("numpy", "torch", "torchvision", "transformers", "opensmile", "pyarrow")
 
 
 @dataclass(frozen=True)
+class FrameSpan:
+    """Where an utterance's frames live in its source video: [start_frame, end_frame) at `fps`."""
+
+    media: str
+    fps: float
+    start_frame: int
+    end_frame: int
+    has_video: bool = True
+
+
+@dataclass(frozen=True)
 class Chunk:
-    """One work item: utterance ids plus the small per-utterance inputs (texts or wav paths)."""
+    """One work item: utterance ids plus the small per-utterance inputs (texts, wav paths, frame spans)."""
 
     utt_ids: tuple[str, ...]
     texts: tuple[TextItem, ...] = ()
     audio: tuple[str, ...] = ()
+    spans: tuple[FrameSpan, ...] = ()
 
 
 def stage_name(feature_key: str) -> str:
@@ -82,19 +101,22 @@ def build_for_key(params: dict[str, Any], feature_key: str | None) -> Extractor:
 # -- inputs --------------------------------------------------------------------------------------
 
 
-def text_items(manifest: pd.DataFrame, wanted: set[str], turns: int) -> dict[str, TextItem]:
-    """TextItems with up to `turns` previous utterances of the dialogue (from the whole manifest)."""
+def text_items(manifest: pd.DataFrame, wanted: set[str], turns: int, future: int = 0) -> dict[str, TextItem]:
+    """TextItems with up to `turns` previous and `future` following utterances of the dialogue
+    (taken from the whole manifest, so context survives an utterance whose media failed)."""
     items: dict[str, TextItem] = {}
     ordered = manifest.sort_values(["dialogue_id", "turn"], kind="stable")
     for _, dialogue in ordered.groupby("dialogue_id", sort=False):
-        history: list[tuple[str, str]] = []
-        for row in dialogue.itertuples(index=False):
-            speaker = "" if pd.isna(row.speaker) else str(row.speaker)
-            text = "" if pd.isna(row.text) else str(row.text)
-            if row.utt_id in wanted:
-                context = tuple(history[-turns:]) if turns else ()
-                items[row.utt_id] = TextItem(row.utt_id, text, speaker, context)
-            history.append((speaker, text))
+        turns_of = [
+            ("" if pd.isna(row.speaker) else str(row.speaker), "" if pd.isna(row.text) else str(row.text))
+            for row in dialogue.itertuples(index=False)
+        ]
+        for index, utt_id in enumerate(dialogue.utt_id):
+            if utt_id in wanted:
+                speaker, text = turns_of[index]
+                context = tuple(turns_of[max(0, index - turns) : index]) if turns else ()
+                following = tuple(turns_of[index + 1 : index + 1 + future]) if future else ()
+                items[utt_id] = TextItem(utt_id, text, speaker, context, following)
     return items
 
 
@@ -151,6 +173,21 @@ class CropStore:
         return digest.hexdigest()[:16]
 
 
+def span_indices(span: FrameSpan, budget: int | None) -> list[int]:
+    """Frame indices an extractor sees: `budget` evenly spaced over the span (all when fewer)."""
+    count = span.end_frame - span.start_frame
+    if count <= 0:
+        return []
+    if budget is None or count <= budget:
+        return list(range(span.start_frame, span.end_frame))
+    return [span.start_frame + int(i) for i in np.linspace(0, count - 1, num=budget).round().astype(int)]
+
+
+def read_span(span: FrameSpan, budget: int | None) -> list[np.ndarray]:
+    """The span's sampled full frames as RGB uint8 arrays, in time order."""
+    return [image for _, image in iter_frames(span.media, span_indices(span, budget), span.fps)]
+
+
 def decode_crops(crops: Sequence[tuple[int, bytes]]) -> list[np.ndarray]:
     """RGB uint8 images; undecodable crops are dropped (the caller fails the utterance if none remain)."""
     import cv2
@@ -182,6 +219,10 @@ class ChunkWorker:
         if consumes == "waveform":
             return [[u, a, content_fingerprint(a) if Path(a).is_file() else "missing"]
                     for u, a in zip(chunk.utt_ids, chunk.audio)]
+        if consumes == "full_frames":
+            budget = self.extractor.frame_budget
+            return [[u, s.media, content_fingerprint(s.media) if Path(s.media).is_file() else "missing", s.fps,
+                     span_indices(s, budget)] for u, s in zip(chunk.utt_ids, chunk.spans)]
         return [[u, self.crops.fingerprint(u)] for u in chunk.utt_ids]
 
     def __call__(self, chunk: Chunk) -> tuple[pa.Table, list[Failure]]:
@@ -200,6 +241,11 @@ class ChunkWorker:
                 except Exception as error:  # unreadable or missing wav: this utterance only
                     failures.append(Failure(self.stage, utt_id, f"cannot read audio {path}: {error}"))
                 continue
+            if consumes == "full_frames":
+                item, failure = self.full_frames(utt_id, chunk.spans[index])
+                items.extend([item] if item is not None else [])
+                failures.extend([failure] if failure is not None else [])
+                continue
             crops = self.crops.jpegs(utt_id)
             if not crops:
                 failures.append(Failure(self.stage, utt_id, NO_CROPS))
@@ -211,6 +257,21 @@ class ChunkWorker:
             items.append(FramesItem(utt_id, images))
         return items, failures
 
+    def full_frames(self, utt_id: str, span: FrameSpan) -> tuple[FramesItem | None, Failure | None]:
+        """Decode the utterance's sampled frames from the source video; problems become a failure."""
+        if not span.has_video:
+            return None, Failure(self.stage, utt_id, "the source media has no video stream")
+        if span.end_frame <= span.start_frame:
+            return None, Failure(self.stage, utt_id, f"empty frame range [{span.start_frame}, {span.end_frame})")
+        try:
+            images = read_span(span, self.extractor.frame_budget)
+        except (MediaError, OSError) as error:
+            return None, Failure(self.stage, utt_id, f"cannot read frames of {span.media}: {error}")
+        if not images:
+            reason = f"no frame of [{span.start_frame}, {span.end_frame}) could be decoded from {span.media}"
+            return None, Failure(self.stage, utt_id, reason)
+        return FramesItem(utt_id, images), None
+
     def compute(self, chunk: Chunk) -> tuple[pa.Table, list[Failure]]:
         items, failures = self.load_items(chunk)
         good = []
@@ -220,49 +281,64 @@ class ChunkWorker:
                 good.append(item)
             except BadInput as error:
                 failures.append(Failure(self.stage, item.utt_id, str(error)))
-        ids, vectors, extract_failures = self.extract(good)
+        ids, vectors, sequences, extract_failures = self.extract(good)
         failures.extend(extract_failures)
         matrix = np.stack(vectors) if vectors else np.zeros((0, self.extractor.dim), dtype=np.float32)
-        return vector_table(ids, matrix), failures
+        return vector_table(ids, matrix, sequences if self.extractor.wants_sequence else None), failures
 
-    def extract(self, items: list[Any]) -> tuple[list[str], list[np.ndarray], list[Failure]]:
+    def extract(self, items: list[Any]) -> tuple[list[str], list[np.ndarray], list[np.ndarray], list[Failure]]:
         """Batch first; if the batch fails, retry one by one so only the bad utterances are lost."""
         if not items:
-            return [], [], []
+            return [], [], [], []
         try:
-            matrix = self._checked(self.extractor.extract(items), len(items))
-            rows = [(item, matrix[i], None) for i, item in enumerate(items)]
+            matrix, sequences = self._checked(*self.extractor.extract_with_sequences(items), len(items))
+            rows = [(item, matrix[i], sequences[i], None) for i, item in enumerate(items)]
         except ExtractorConfigError:
             raise
         except Exception:
             rows = [self._one(item) for item in items]
-        ids, vectors, failures = [], [], []
-        for item, vector, reason in rows:
-            if reason is None and not np.isfinite(vector).all():
+        ids, vectors, kept, failures = [], [], [], []
+        for item, vector, sequence, reason in rows:
+            if reason is None and not (np.isfinite(vector).all() and np.isfinite(sequence).all()):
                 reason = "extractor returned non-finite values"
             if reason is None:
                 ids.append(item.utt_id)
                 vectors.append(vector)
+                kept.append(sequence)
             else:
                 failures.append(Failure(self.stage, item.utt_id, reason))
-        return ids, vectors, failures
+        return ids, vectors, kept, failures
 
-    def _one(self, item: Any) -> tuple[Any, np.ndarray | None, str | None]:
+    def _one(self, item: Any) -> tuple[Any, np.ndarray | None, np.ndarray | None, str | None]:
         try:
-            return item, self._checked(self.extractor.extract([item]), 1)[0], None
+            matrix, sequences = self._checked(*self.extractor.extract_with_sequences([item]), 1)
+            return item, matrix[0], sequences[0], None
         except ExtractorConfigError:
             raise
         except BadInput as error:
-            return item, None, str(error)
+            return item, None, None, str(error)
         except Exception as error:
-            return item, None, f"{self.extractor.name} failed: {type(error).__name__}: {error}"
+            return item, None, None, f"{self.extractor.name} failed: {type(error).__name__}: {error}"
 
-    def _checked(self, matrix: np.ndarray, count: int) -> np.ndarray:
+    def _checked(
+        self, matrix: np.ndarray, sequences: list[np.ndarray] | None, count: int
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The [count, dim] matrix and one [T, sequence_dim] array per row (empty when not wanted)."""
+        name, dim = self.extractor.name, self.extractor.dim
         matrix = np.asarray(matrix, dtype=np.float32)
-        if matrix.shape != (count, self.extractor.dim):
-            expected = (count, self.extractor.dim)
-            raise RuntimeError(f"{self.extractor.name} returned shape {matrix.shape}, expected {expected}")
-        return matrix
+        if matrix.shape != (count, dim):
+            raise RuntimeError(f"{name} returned shape {matrix.shape}, expected {(count, dim)}")
+        if not self.extractor.wants_sequence:
+            return matrix, [np.zeros((0, 0), np.float32)] * count
+        if sequences is None or len(sequences) != count:
+            given = 0 if sequences is None else len(sequences)
+            raise RuntimeError(f"{name} was asked for {count} sequences but returned {given}")
+        width = self.extractor.sequence_dim
+        checked = [np.asarray(seq, dtype=np.float32) for seq in sequences]
+        for seq in checked:
+            if seq.ndim != 2 or seq.shape[1] != width or len(seq) == 0:
+                raise RuntimeError(f"{name} returned a sequence of shape {seq.shape}, expected [T>0, {width}]")
+        return matrix, checked
 
 
 # -- the stage -----------------------------------------------------------------------------------
@@ -290,23 +366,31 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     manifest = read_manifest().frame
     if not paths.CUTS.exists():
         raise FileNotFoundError(f"{paths.CUTS} not found: run `dvc repro cut` first")
-    cuts = read_frame(paths.CUTS, ["utt_id", "audio"])
+    consumes = extractor.consumes
+    span_columns = ["media", "fps", "start_frame", "end_frame", "has_video"] if consumes == "full_frames" else []
+    cuts = read_frame(paths.CUTS, ["utt_id", "audio", *span_columns])
     audio_of = dict(zip(cuts.utt_id, cuts.audio))
+    span_of = {
+        row.utt_id: FrameSpan(str(row.media), float(row.fps), int(row.start_frame), int(row.end_frame),
+                              bool(row.has_video))
+        for row in cuts.itertuples(index=False)
+    } if span_columns else {}
     wanted = set(manifest.utt_id) & set(audio_of)  # utterances missing from cuts failed upstream
-    texts = text_items(manifest, wanted, extractor.context_turns) if extractor.consumes == "text" else {}
+    texts = text_items(manifest, wanted, extractor.context_turns, extractor.future_turns) if consumes == "text" else {}
     chunks = [
         Chunk(tuple(ids), tuple(texts[u] for u in ids) if texts else (),
-              tuple(str(audio_of[u]) for u in ids) if extractor.consumes == "waveform" else ())
+              tuple(str(audio_of[u]) for u in ids) if consumes == "waveform" else (),
+              tuple(span_of[u] for u in ids) if span_of else ())
         for ids in make_chunks(manifest, wanted)
     ]
-    crops = CropStore(CROPS_FILE) if extractor.consumes == "face_frames" else None
+    crops = CropStore(CROPS_FILE) if consumes == "face_frames" else None
     worker = ChunkWorker(feature_key, extractor, crops)
     try:
         results = runner.map(worker, chunks, name=stage)
     except ExtractorConfigError as error:
         raise ConfigError(f"params.yaml: 'features.{feature_key}.{error.field}' {error.message}") from error
 
-    empty = vector_table([], np.zeros((0, extractor.dim), dtype=np.float32))
+    empty = vector_table([], np.zeros((0, extractor.dim), dtype=np.float32), [] if extractor.wants_sequence else None)
     table = concat_tables([t for t, _ in results], empty.schema).sort_by("utt_id")
     failures = [f for _, item_failures in results for f in item_failures]
     meta = {
@@ -317,6 +401,8 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
         "config": {"modality": extractor.modality, "name": extractor.name, **extractor.config},
         "config_hash": stable_hash(extractor.output_config()),
         "dim": extractor.dim,
+        "sequence": {"dim": extractor.sequence_dim, "max_length": extractor.config.get("max_sequence")}
+        if extractor.wants_sequence else None,
         "code_version": code_version(extractor),
         "versions": library_versions(),
     }

@@ -1,0 +1,384 @@
+"""`finetune_text`: fine-tune the text encoder for emotion classification, as the seed papers do.
+
+COSMIC-style RoBERTa features, TelME's prompt features and the speaker-KD paper all come from an
+encoder first fine-tuned on the corpus's train split. This stage trains the encoder named in
+`finetune_text.encoder` (an extractor block: name, model, pooling, context) plus a linear head on
+exactly the inputs and pooling the extractor will use, picks the epoch with the best dev weighted
+F1 (test is never read), and writes a model folder, `artifacts/text_encoder/`, that
+`features.text.model` can point to.
+
+Each finished epoch is checkpointed under `.cache/finetune_text/<key>/` (model, head, optimiser,
+scheduler, history), keyed by the settings, the training data and the code version: a killed run
+resumes at the next epoch, and because shuffling and dropout are seeded per epoch the resumed run
+ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from extractors import ExtractorConfigError, build_extractor
+from extractors.text_transformer import TransformerTextExtractor
+from pipeline import paths
+from pipeline.cache import stable_hash
+from pipeline.config import ConfigError, section
+from pipeline.manifest import read_manifest
+from pipeline.runner import Runner
+from pipeline.stages.features import text_items
+from pipeline.training.metrics import classification_scores
+
+STAGE = "finetune_text"
+OUT_DIR = paths.ARTIFACTS / "text_encoder"
+METRICS = paths.METRICS_DIR / "finetune_text.json"
+CODE_VERSION = "1"
+PROTOCOL = "trained on the train split; epoch selected on dev weighted F1; test never read"
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """The training knobs of `finetune_text` (the encoder block is validated by its extractor)."""
+
+    epochs: int
+    lr: float
+    weight_decay: float
+    warmup: float
+    batch_size: int
+    grad_clip: float
+    seed: int
+    device: str
+
+    @classmethod
+    def from_params(cls, block: Mapping[str, Any]) -> FinetuneConfig:
+        def whole(key: str, minimum: int) -> int:
+            value = block.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ConfigError(f"params.yaml: 'finetune_text.{key}' must be an integer >= {minimum}, got {value!r}")
+            return value
+
+        def number(key: str, low: float, high: float | None = None, strict: bool = True) -> float:
+            value = block.get(key)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = ok and (value > low if strict else value >= low) and (high is None or value <= high)
+            if not ok:
+                bound = f"{'>' if strict else '>='} {low}" + (f" and <= {high}" if high is not None else "")
+                raise ConfigError(f"params.yaml: 'finetune_text.{key}' must be a number {bound}, got {value!r}")
+            return float(value)
+
+        known = {"encoder", "epochs", "lr", "weight_decay", "warmup", "batch_size", "grad_clip", "seed", "device"}
+        unknown = sorted(set(block) - known)
+        if unknown:
+            raise ConfigError(f"params.yaml: 'finetune_text.{unknown[0]}' is not a known key; allowed: "
+                              + ", ".join(sorted(known)))
+        device = block.get("device", "auto")
+        if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda", "mps") or device.startswith("cuda:")):
+            raise ConfigError(f"params.yaml: 'finetune_text.device' is {device!r}; allowed values: auto, cpu, cuda, "
+                              "cuda:<index>, mps")
+        return cls(
+            epochs=whole("epochs", 1), lr=number("lr", 0.0), weight_decay=number("weight_decay", 0.0, strict=False),
+            warmup=number("warmup", 0.0, 1.0, strict=False), batch_size=whole("batch_size", 1),
+            grad_clip=number("grad_clip", 0.0), seed=whole("seed", 0), device=device,
+        )
+
+
+def build_encoder(params: Mapping[str, Any]) -> TransformerTextExtractor:
+    """The extractor whose inputs and pooling are trained; config problems name their params path."""
+    block = section(params, "finetune_text.encoder")
+    try:
+        extractor = build_extractor(block)
+    except ExtractorConfigError as error:
+        raise ConfigError(f"params.yaml: 'finetune_text.encoder.{error.field}' {error.message}") from error
+    if not isinstance(extractor, TransformerTextExtractor):
+        raise ConfigError(f"params.yaml: 'finetune_text.encoder.name' is {extractor.name!r}, which is not a "
+                          "transformer text extractor; allowed values: minilm, roberta")
+    try:
+        extractor.codec()
+    except ExtractorConfigError as error:
+        raise ConfigError(f"params.yaml: 'finetune_text.encoder.{error.field}' {error.message}") from error
+    return extractor
+
+
+# -- data ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Split:
+    utt_ids: list[str]
+    encoded: list[Any]
+    labels: np.ndarray
+
+
+def load_splits(extractor: TransformerTextExtractor) -> tuple[dict[str, Split], list[str], dict[str, int]]:
+    """Encoded train and dev utterances with a known label and non-empty text; test is not read."""
+    manifest = read_manifest()
+    frame = manifest.frame
+    labels = list(manifest.labels)
+    index = {label: i for i, label in enumerate(labels)}
+    usable = frame[frame.split.isin(["train", "dev"])]
+    items = text_items(frame, set(usable.utt_id), extractor.context_turns, extractor.future_turns)
+    splits: dict[str, Split] = {}
+    skipped = {"unlabeled": 0, "empty_text": 0}
+    for split in ("train", "dev"):
+        rows = usable[usable.split == split].sort_values(["dialogue_id", "turn"], kind="stable")
+        ids, encoded, targets = [], [], []
+        for utt_id, label in zip(rows.utt_id, rows.label):
+            item = items[utt_id]
+            if label not in index:
+                skipped["unlabeled"] += 1
+                continue
+            if not item.text.strip():
+                skipped["empty_text"] += 1
+                continue
+            ids.append(utt_id)
+            encoded.append(extractor.encode(item))
+            targets.append(index[label])
+        if not ids:
+            raise ValueError(f"{STAGE}: the {split} split has no labelled utterances with text; "
+                             "fine-tuning needs train to learn and dev to select the epoch")
+        splits[split] = Split(ids, encoded, np.asarray(targets, dtype=np.int64))
+    return splits, labels, skipped
+
+
+def data_fingerprint(splits: Mapping[str, Split]) -> str:
+    return stable_hash({name: [s.utt_ids, [e.ids for e in s.encoded], s.labels.tolist()] for name, s in splits.items()})
+
+
+# -- training ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Trainee:
+    """The encoder being trained, its classification head, optimiser and schedule."""
+
+    model: Any
+    head: Any
+    optimizer: Any
+    scheduler: Any
+    device: str
+
+
+def make_trainee(extractor: TransformerTextExtractor, cfg: FinetuneConfig, classes: int, steps: int) -> Trainee:
+    import torch
+
+    from extractors.base import resolve_device
+    from extractors.hf import auto_model
+
+    try:
+        device = resolve_device(cfg.device)
+    except ExtractorConfigError as error:
+        raise ConfigError(f"params.yaml: 'finetune_text.device' {error.message}") from error
+    torch.manual_seed(cfg.seed)
+    try:
+        model = auto_model(extractor.model_source())
+    except ExtractorConfigError as error:
+        raise ConfigError(f"params.yaml: 'finetune_text.encoder.{error.field}' {error.message}") from error
+    head = torch.nn.Linear(int(model.config.hidden_size), classes)
+    model.to(device).train()
+    head.to(device).train()
+    decay = [p for n, p in model.named_parameters() if not (n.endswith("bias") or "LayerNorm" in n or "norm" in n)]
+    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n or "norm" in n]
+    groups = [{"params": decay + list(head.parameters()), "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+    warm = int(round(cfg.warmup * steps))
+
+    def schedule(step: int) -> float:  # linear warm-up, then linear decay to zero
+        if step < warm:
+            return (step + 1) / max(1, warm)
+        return max(0.0, (steps - step) / max(1, steps - warm))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    return Trainee(model, head, optimizer, scheduler, device)
+
+
+def logits_for(extractor: TransformerTextExtractor, trainee: Trainee, encoded: list[Any]) -> Any:
+    batch = extractor.collate(encoded, trainee.device)
+    outputs = extractor.run_model(trainee.model, batch)
+    return trainee.head(extractor.pool_outputs(outputs, batch).float())
+
+
+def train_epoch(extractor: TransformerTextExtractor, trainee: Trainee, split: Split, cfg: FinetuneConfig,
+                epoch: int) -> float:
+    """One pass over train in a seeded order; dropout is seeded per epoch too (exact resume)."""
+    import torch
+
+    torch.manual_seed(cfg.seed * 100_003 + epoch)
+    order = np.random.default_rng(cfg.seed * 100_003 + epoch).permutation(len(split.utt_ids))
+    trainee.model.train()
+    trainee.head.train()
+    total, count = 0.0, 0
+    for start in range(0, len(order), cfg.batch_size):
+        rows = order[start : start + cfg.batch_size]
+        logits = logits_for(extractor, trainee, [split.encoded[r] for r in rows])
+        targets = torch.from_numpy(split.labels[rows]).to(trainee.device)
+        loss = torch.nn.functional.cross_entropy(logits, targets)
+        trainee.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for group in trainee.optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        trainee.optimizer.step()
+        trainee.scheduler.step()
+        total += float(loss.detach()) * len(rows)
+        count += len(rows)
+    return total / max(1, count)
+
+
+def predict(extractor: TransformerTextExtractor, trainee: Trainee, split: Split, batch_size: int) -> np.ndarray:
+    import torch
+
+    from extractors.base import length_batches
+
+    trainee.model.eval()
+    trainee.head.eval()
+    predictions = np.zeros(len(split.utt_ids), dtype=np.int64)
+    with torch.inference_mode():
+        for rows in length_batches([len(e.ids) for e in split.encoded], batch_size):
+            logits = logits_for(extractor, trainee, [split.encoded[r] for r in rows])
+            predictions[rows] = logits.argmax(dim=1).cpu().numpy()
+    return predictions
+
+
+# -- checkpoints -------------------------------------------------------------------------------------
+
+
+def save_weights(trainee: Trainee, folder: Path) -> None:
+    from safetensors.torch import save_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model(trainee.model, str(folder / "model.safetensors"))
+    save_model(trainee.head, str(folder / "head.safetensors"))
+
+
+def load_weights(trainee: Trainee, folder: Path) -> None:
+    from safetensors.torch import load_model
+
+    load_model(trainee.model, str(folder / "model.safetensors"), device=trainee.device)
+    load_model(trainee.head, str(folder / "head.safetensors"), device=trainee.device)
+
+
+def save_checkpoint(trainee: Trainee, folder: Path, state: dict[str, Any], best_improved: bool) -> None:
+    """Epoch checkpoint: `last/` weights + optimiser, `best/` when dev improved, then `state.json`
+    (written last, so a checkpoint is only trusted once everything it names is on disk)."""
+    import torch
+
+    save_weights(trainee, folder / "last")
+    torch.save({"optimizer": trainee.optimizer.state_dict(), "scheduler": trainee.scheduler.state_dict()},
+               folder / "last" / "optim.pt")
+    if best_improved:
+        tmp = folder / "best.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(folder / "last", tmp, ignore=shutil.ignore_patterns("optim.pt"))
+        shutil.rmtree(folder / "best", ignore_errors=True)
+        tmp.rename(folder / "best")
+    temporary = folder / "state.json.tmp"
+    temporary.write_text(json.dumps(state, indent=2))
+    temporary.replace(folder / "state.json")
+
+
+def resume(trainee: Trainee, folder: Path) -> dict[str, Any] | None:
+    """The saved state after the last finished epoch (weights and optimiser restored), or None."""
+    import torch
+
+    state_file = folder / "state.json"
+    if not state_file.exists():
+        return None
+    try:
+        state = json.loads(state_file.read_text())
+        load_weights(trainee, folder / "last")
+        saved = torch.load(folder / "last" / "optim.pt", map_location=trainee.device, weights_only=True)
+        trainee.optimizer.load_state_dict(saved["optimizer"])
+        trainee.scheduler.load_state_dict(saved["scheduler"])
+    except Exception as error:  # a damaged checkpoint is retrained from scratch, never trusted
+        print(f"[{STAGE}] ignoring unreadable checkpoint in {folder}: {error}", file=sys.stderr)
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+    return state
+
+
+def export(extractor: TransformerTextExtractor, trainee: Trainee, best: Path, report: dict[str, Any]) -> Path:
+    """Write the best epoch as a Hugging Face folder (model + tokenizer + head), replacing OUT_DIR whole."""
+    from transformers import AutoTokenizer
+
+    load_weights(trainee, best)
+    OUT_DIR.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".text_encoder.", dir=OUT_DIR.parent))
+    try:
+        trainee.model.save_pretrained(staging)
+        AutoTokenizer.from_pretrained(extractor.model_source(), local_files_only=True).save_pretrained(staging)
+        shutil.copy(best / "head.safetensors", staging / "classifier_head.safetensors")
+        (staging / "finetune.json").write_text(json.dumps(report, indent=2))
+        shutil.rmtree(OUT_DIR, ignore_errors=True)
+        staging.rename(OUT_DIR)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return OUT_DIR
+
+
+# -- the stage ---------------------------------------------------------------------------------------
+
+
+def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[str, Any]:
+    from pipeline.training.trainer import write_json
+
+    started = time.perf_counter()
+    block = section(params, STAGE)
+    cfg = FinetuneConfig.from_params(block)
+    extractor = build_encoder(params)
+    splits, labels, skipped = load_splits(extractor)
+    train, dev = splits["train"], splits["dev"]
+    steps = cfg.epochs * math.ceil(len(train.utt_ids) / cfg.batch_size)
+    trainee = make_trainee(extractor, cfg, len(labels), steps)
+    encoder_config = {"modality": "text", **extractor.output_config()}
+    key = stable_hash({"encoder": encoder_config, "train": asdict(cfg) | {"device": None}, "labels": labels,
+                       "data": data_fingerprint(splits), "code": CODE_VERSION}, 24)
+    folder = paths.CACHE_DIR / STAGE / key
+    folder.mkdir(parents=True, exist_ok=True)
+    state = resume(trainee, folder) or {"history": [], "best_epoch": None, "best_dev_weighted_f1": -1.0}
+    resumed_from = len(state["history"])
+    runner.hook(STAGE, resumed_from, cfg.epochs)
+    for epoch in range(resumed_from, cfg.epochs):
+        loss = train_epoch(extractor, trainee, train, cfg, epoch)
+        scores = classification_scores(dev.labels, predict(extractor, trainee, dev, cfg.batch_size), labels)
+        improved = scores["weighted_f1"] > state["best_dev_weighted_f1"]
+        if improved:
+            state["best_epoch"], state["best_dev_weighted_f1"] = epoch + 1, scores["weighted_f1"]
+        state["history"].append({"epoch": epoch + 1, "train_loss": loss, "dev_weighted_f1": scores["weighted_f1"],
+                                 "dev_accuracy": scores["accuracy"], "dev_macro_f1": scores["macro_f1"]})
+        save_checkpoint(trainee, folder, state, improved)
+        runner.hook(STAGE, epoch + 1, cfg.epochs)
+        print(f"[{STAGE}] epoch {epoch + 1}/{cfg.epochs}: train loss {loss:.4f}, dev weighted F1 "
+              f"{scores['weighted_f1']:.4f}", file=sys.stderr)
+    report = {
+        "protocol": PROTOCOL,
+        "encoder": encoder_config,
+        "base_model": extractor.model_source(),
+        "training": asdict(cfg),
+        "labels": labels,
+        "train_utterances": len(train.utt_ids),
+        "dev_utterances": len(dev.utt_ids),
+        "skipped": skipped,
+        "best_epoch": state["best_epoch"],
+        "best_dev_weighted_f1": state["best_dev_weighted_f1"],
+        "history": state["history"],
+        "resumed_from_epoch": resumed_from,
+    }
+    export(extractor, trainee, folder / "best", report)
+    write_json(METRICS, {k: v for k, v in report.items() if k != "encoder"} | {"model_dir": str(OUT_DIR)})
+    return {
+        "model_dir": str(OUT_DIR),
+        "best_epoch": state["best_epoch"],
+        "dev_weighted_f1": round(state["best_dev_weighted_f1"], 4),
+        "train_utterances": len(train.utt_ids),
+        "resumed_from_epoch": resumed_from,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
