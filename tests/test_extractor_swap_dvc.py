@@ -59,7 +59,9 @@ def test_swapping_opensmile_for_wav2vec2_reruns_only_the_audio_branch(workspace,
     ran = ran_stages(output)
     consumers = {name for name, spec in params["models"].items() if "audio" in spec.get("inputs", [])}
     assert consumers, "no model reads the audio features"
-    downstream = {"features@audio", "failures"} | {f"{s}@{m}" for s in ("train", "evaluate") for m in params["models"]}
+    downstream = ({"features@audio", "failures"}
+                  | {f"{s}@{m}" for s in ("train", "evaluate") for m in params["models"]}
+                  | {f"{s}@{r}" for s in ("refine", "evaluate_refined") for r in params.get("refine", {})})
     assert "features@audio" in ran and {f"train@{m}" for m in consumers} <= ran
     assert ran <= downstream, f"ran more than the audio branch: {sorted(ran - downstream)}"
     untouched = {"demo_corpus", "prepare", "cut", "faces", "speaker", "features@text", "features@visual"}
