@@ -206,7 +206,9 @@ def run_family(
     if family != "mrd":
         from models.registry import get_model_class
 
-        if getattr(get_model_class(family), "requires_sequences", False) and not has_sequences(INPUTS):
+        if getattr(get_model_class(family), "requires_sequences", False) and not has_sequences(
+            full_block(params, family)["inputs"]
+        ):
             reason = (
                 "skipped: reads frame/token sequences, which the demo features lack "
                 "(enable `sequence: true` in the features blocks, rerun `dvc repro`)"
