@@ -121,3 +121,11 @@ def test_swapping_the_audio_extractor_reruns_only_what_depends_on_it(workspace, 
     untouched = {"demo_corpus", "prepare", "cut", "faces", "speaker", "finetune_text", "features@text",
                  "features@visual"}
     assert not ran & untouched
+
+
+def test_the_whole_pipeline_flow_runs_dvc_stage_by_stage(workspace, first_repro):
+    """`python -m flows.pipeline` (a Prefect flow; ephemeral API here) runs each named stage through DVC."""
+    order = run([sys.executable, "-m", "flows.pipeline", "--dry"], workspace).split()
+    assert order.index("prepare") < order.index("cut") < order.index("faces") < order.index("speaker")
+    output = run([sys.executable, "-m", "flows.pipeline", "prepare", "cut"], workspace)
+    assert "Finished in state Completed" in output
