@@ -81,31 +81,49 @@ def iter_frames(path: str | Path, wanted: Iterable[int], fps: float) -> Iterator
     """Yield (frame_index, RGB uint8 array) for the wanted indices, decoding the file once in order.
 
     Frames are located by presentation time, so no re-encode and no per-frame seek is needed; the
-    first wanted frame is reached with one keyframe seek.
+    first wanted frame is reached with one keyframe seek. Byte-based seeking (MPEG-PS, some AVI) can
+    land past the target; the file is then decoded from its start instead of losing frames.
     """
     targets = sorted(set(int(i) for i in wanted))
     if not targets:
         return
     try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            base = stream.time_base
-            start_pts = None
-            if targets[0] > 0 and base:
-                start_pts = int(max(0.0, (targets[0] - 1) / fps) / base)
-                container.seek(start_pts, stream=stream, backward=True, any_frame=False)
-            cursor = 0
-            for frame in container.decode(stream):
-                if frame.pts is None:
-                    continue
-                index = int(math.floor(float(frame.pts * base) * fps + 0.5))
-                while cursor < len(targets) and targets[cursor] < index:
-                    cursor += 1  # frame missing from the stream (dropped or before a seek point)
-                if cursor >= len(targets):
-                    break
-                if targets[cursor] == index:
-                    yield index, frame.to_ndarray(format="rgb24")
-                    cursor += 1
+        if targets[0] > 0:
+            try:
+                yield from _scan(path, targets, fps, seek=True)
+                return
+            except _Overshot:
+                pass
+        yield from _scan(path, targets, fps, seek=False)
     except av.error.FFmpegError as error:
         raise MediaError(f"video could not be decoded ({type(error).__name__}: {error})") from error
+
+
+class _Overshot(Exception):
+    """A seek landed after the first wanted frame (raised before anything was yielded)."""
+
+
+def _scan(path: str | Path, targets: list[int], fps: float, seek: bool) -> Iterator[tuple[int, np.ndarray]]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        base = stream.time_base
+        seek = seek and bool(base)
+        if seek:
+            container.seek(int(max(0.0, (targets[0] - 1) / fps) / base), stream=stream, backward=True,
+                           any_frame=False)
+        cursor = 0
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                continue
+            index = int(math.floor(float(frame.pts * base) * fps + 0.5))
+            if seek and index > targets[0]:
+                raise _Overshot
+            seek = False
+            while cursor < len(targets) and targets[cursor] < index:
+                cursor += 1  # frame missing from the stream (dropped)
+            if cursor >= len(targets):
+                break
+            if targets[cursor] == index:
+                yield index, frame.to_ndarray(format="rgb24")
+                cursor += 1

@@ -15,6 +15,32 @@ def _fmt(block: dict | None) -> str:
     return f"{100 * block['mean']:.2f} ± {100 * block['std']:.2f}"
 
 
+def speaker_summary() -> None:
+    """How the active speaker was chosen: method, reasons, LipSyncNet's dev metrics, demo truth agreement."""
+    if not paths.SPEAKER.exists():
+        return
+    from pipeline.stages.speaker import truth_agreement
+    from pipeline.tables import read_frame
+
+    choices = read_frame(paths.SPEAKER)
+    if choices.empty:
+        return
+    methods = ", ".join(sorted(choices.method.unique()))
+    reasons = ", ".join(f"{k} {v}" for k, v in choices.reason.value_counts().items())
+    print(f"\nActive speaker ({methods}): {reasons}")
+    if paths.LIPSYNC_METRICS.exists():
+        sync = json.loads(paths.LIPSYNC_METRICS.read_text())
+        print(f"  LipSyncNet dev sync accuracy {sync.get('dev_sync_accuracy')}, offset accuracy "
+              f"{sync.get('dev_offset_accuracy')} ({paths.LIPSYNC_METRICS})")
+    truth = truth_agreement(choices)
+    if truth.get("truth_agreement") is not None:
+        print(f"  agrees with the demo generator's speaker on {100 * truth['truth_agreement']:.1f}% of "
+              f"{truth['multi_face_utterances']} utterances with two or more faces")
+    example = choices[choices.reason == "scored"].utt_id.head(1).tolist()
+    if example:
+        print(f"  why a face was chosen: python -m pipeline.inspect_speaker {example[0]}  (sheet in inspect/speaker/)")
+
+
 def main() -> int:
     rows = []
     for eval_file in sorted(paths.METRICS_DIR.glob("*/eval.json")):
@@ -30,6 +56,7 @@ def main() -> int:
     majority = next((r[5] for r in rows if r[5] is not None), None)
     if majority is not None:
         print(f"  {'majority class':<18} {100 * majority:>16.2f}")
+    speaker_summary()
     print("\nWhere everything is:")
     for label, where in [
         ("manifest", paths.MANIFEST), ("utterance audio", paths.AUDIO_DIR), ("cuts", paths.CUTS),

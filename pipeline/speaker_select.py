@@ -1,8 +1,13 @@
 """Choosing the active speaker among an utterance's face tracks.
 
-A scorer rates each track against the utterance audio; the stage picks the best and keeps the
-margin over the runner-up as a confidence. Scorers are registered by the name used in
-`params.speaker.method`, so LipSyncNet and simple baselines are interchangeable.
+A scorer rates each track of one utterance; the stage picks the best and keeps the margin over the
+runner-up as a confidence. Scorers are registered by the name used in `params.speaker.method`, so
+LipSyncNet and simple baselines are interchangeable:
+
+* `lipsyncnet`: audio-visual synchrony from the self-trained LipSyncNet (`LipSyncScorer`);
+* `mouth_motion`: correlation of mouth-region motion with loudness changes (no training);
+* `first_face`, `largest_face`: what pipelines without speaker choice do;
+* `gender_side`: IEMOCAP only, the speaker's half of the split-screen frame (see `GenderSideScorer`).
 """
 
 from __future__ import annotations
@@ -14,27 +19,48 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from pipeline.config import choice
+from pipeline.config import ConfigError, choice
 
 
 @dataclass
 class TrackClip:
-    """One face track over every frame of the utterance (boxes interpolated between samples)."""
+    """One face track over the frames of the utterance it was decoded for."""
 
     track_id: int
-    frames: np.ndarray  # frame indices, ascending
+    frames: np.ndarray  # source frame indices, ascending
     boxes: np.ndarray  # [T, 4] source pixels
-    mouths: np.ndarray | None  # [T, h, w] float32 grey mouth regions, when the scorer needs them
+    times: np.ndarray  # [T] seconds from the start of the utterance audio
+    mouths: np.ndarray | None = None  # [T, 8, 16] float32 grey mouth patches (motion baseline)
+    lips: np.ndarray | None = None  # [T, h, w] uint8 lower-face crops (LipSyncNet)
 
     @property
     def mean_area(self) -> float:
         return float(np.mean((self.boxes[:, 2] - self.boxes[:, 0]) * (self.boxes[:, 3] - self.boxes[:, 1])))
 
+    @property
+    def mean_centre_x(self) -> float:
+        return float(np.mean((self.boxes[:, 0] + self.boxes[:, 2]) / 2))
+
+
+@dataclass
+class UtteranceContext:
+    """What a scorer may know about the utterance besides its tracks."""
+
+    utt_id: str
+    audio: np.ndarray  # mono float32
+    sample_rate: int
+    fps: float
+    width: int = 0
+    height: int = 0
+    speaker: str | None = None  # manifest speaker (e.g. IEMOCAP `Ses01_F`)
+    dialogue_id: str | None = None
+
 
 class TrackScorer(Protocol):
-    needs_mouths: bool
+    needs_frames: bool  # whether clips must carry `mouths`/`lips` (decodes every frame of the utterance)
+    scores_single: bool  # whether a lone track is scored too (its score is logged, the choice is trivial)
 
-    def score(self, clips: list[TrackClip], audio: np.ndarray, sample_rate: int, fps: float) -> dict[int, float]:
+    def score(self, clips: list[TrackClip], context: UtteranceContext) -> dict[int, float]:
         """Higher = more likely the speaker."""
         ...
 
@@ -54,13 +80,12 @@ def mouth_patch(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
     return cv2.resize(grey, MOUTH_SIZE, interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
 
 
-def audio_envelope(audio: np.ndarray, sample_rate: int, fps: float, frames: int) -> np.ndarray:
-    """RMS of the audio in one video frame's window, per frame of the utterance."""
-    hop = sample_rate / fps
-    env = np.zeros(frames, dtype=np.float64)
-    for t in range(frames):
-        chunk = audio[int(t * hop) : int((t + 1) * hop)]
-        env[t] = float(np.sqrt(np.mean(chunk.astype(np.float64) ** 2))) if len(chunk) else 0.0
+def audio_envelope(audio: np.ndarray, sample_rate: int, times: np.ndarray, span: float) -> np.ndarray:
+    """RMS of the audio over [t, t + span) for each time t (seconds from the audio start)."""
+    env = np.zeros(len(times), dtype=np.float64)
+    for i, t in enumerate(times):
+        chunk = audio[max(0, int(t * sample_rate)):max(0, int((t + span) * sample_rate))]
+        env[i] = float(np.sqrt(np.mean(chunk.astype(np.float64) ** 2))) if len(chunk) else 0.0
     return env
 
 
@@ -77,20 +102,20 @@ class MouthMotionScorer:
     best of a few small lags absorbs audio/video offsets of up to `max_lag` frames.
     """
 
-    needs_mouths = True
+    needs_frames = True
+    scores_single = False
 
     def __init__(self, max_lag: int = 2) -> None:
         self.max_lag = max_lag
 
-    def score(self, clips: list[TrackClip], audio: np.ndarray, sample_rate: int, fps: float) -> dict[int, float]:
+    def score(self, clips: list[TrackClip], context: UtteranceContext) -> dict[int, float]:
         scores = {}
         for clip in clips:
             mouths = clip.mouths
             if mouths is None or len(mouths) < 4:
                 scores[clip.track_id] = 0.0
                 continue
-            relative = clip.frames - clip.frames[0]
-            env = audio_envelope(audio, sample_rate, fps, int(relative[-1]) + 1)[relative]
+            env = audio_envelope(context.audio, context.sample_rate, clip.times, 1.0 / context.fps)
             motion = np.abs(np.diff(mouths, axis=0)).mean(axis=(1, 2))
             change = np.abs(np.diff(env))
             best = -1.0
@@ -107,9 +132,10 @@ class MouthMotionScorer:
 class FirstFaceScorer:
     """The first track found (earliest, then leftmost): what a pipeline without speaker choice does."""
 
-    needs_mouths = False
+    needs_frames = False
+    scores_single = False
 
-    def score(self, clips: list[TrackClip], audio: np.ndarray, sample_rate: int, fps: float) -> dict[int, float]:
+    def score(self, clips: list[TrackClip], context: UtteranceContext) -> dict[int, float]:
         ordered = sorted(clips, key=lambda c: (c.frames[0], c.boxes[:, 0].mean()))
         return {clip.track_id: float(len(ordered) - rank) for rank, clip in enumerate(ordered)}
 
@@ -117,23 +143,121 @@ class FirstFaceScorer:
 class LargestFaceScorer:
     """The largest face on average: the usual heuristic for close-up shots."""
 
-    needs_mouths = False
+    needs_frames = False
+    scores_single = False
 
-    def score(self, clips: list[TrackClip], audio: np.ndarray, sample_rate: int, fps: float) -> dict[int, float]:
+    def score(self, clips: list[TrackClip], context: UtteranceContext) -> dict[int, float]:
         total = sum(c.mean_area for c in clips) or 1.0
         return {clip.track_id: clip.mean_area / total for clip in clips}
 
 
+def iemocap_side(dialogue_or_utt_id: str, speaker: str) -> str:
+    """`left` or `right`: where an IEMOCAP speaker sits in the dialogue video.
+
+    IEMOCAP dialogue videos show the two actors of a session side by side. The letter after the
+    session number (`Ses01F_...`) names the actor wearing the motion-capture markers, and that actor
+    is on the left half; the speaker's own letter (`Ses01_F` in the manifest, from `..._F000`) says
+    who talks. Same letter: left half, else the right half. This is the rule MERBench uses
+    (`func_find_tgt_pos` in MERTools' IEMOCAP preprocessing).
+    """
+    marker = dialogue_or_utt_id[5:6].upper()
+    gender = speaker.strip()[-1:].upper()
+    if marker not in ("F", "M") or gender not in ("F", "M"):
+        raise ValueError(f"not an IEMOCAP id/speaker pair: {dialogue_or_utt_id!r}, {speaker!r}")
+    return "left" if marker == gender else "right"
+
+
+class GenderSideScorer:
+    """IEMOCAP: the track nearest the middle of the speaker's half of the frame (`iemocap_side`)."""
+
+    needs_frames = False
+    scores_single = False
+
+    def score(self, clips: list[TrackClip], context: UtteranceContext) -> dict[int, float]:
+        key = context.dialogue_id or context.utt_id
+        if not context.speaker or not context.width:
+            raise ValueError("gender_side needs the manifest speaker and the frame width")
+        side = iemocap_side(key, context.speaker)
+        target = 0.25 if side == "left" else 0.75
+        return {clip.track_id: 1.0 - abs(clip.mean_centre_x / context.width - target) for clip in clips}
+
+
+class LipSyncScorer:
+    """Audio-visual synchrony from a trained LipSyncNet: minus the best mean window distance.
+
+    Each track's lower-face crops are resampled to the model's 25 fps and embedded window by window
+    (5 frames = 0.2 s); the utterance audio is embedded under every window position. A track's score
+    is minus the mean distance between its windows and the audio, at the best offset within
+    +-`max_offset` frames (absorbs small A/V offsets of the recording). `profiles` also gives each
+    track's SyncNet-style diagnostics (best offset, offset confidence) for inspection.
+    """
+
+    needs_frames = True
+    scores_single = True
+
+    def __init__(self, model: Any, max_offset: int = 2) -> None:
+        self.model = model
+        self.max_offset = int(max_offset)
+
+    @property
+    def lip_size(self) -> tuple[int, int]:
+        """(height, width) of the lower-face crops the model was trained on."""
+        return int(self.model.config.mouth_height), int(self.model.config.mouth_width)
+
+    @classmethod
+    def from_params(cls, cfg: Mapping[str, Any]) -> LipSyncScorer:
+        from models.lipsyncnet import load_checkpoint
+        from pipeline import paths
+        from pipeline.device import resolve_device
+
+        lipsync = cfg.get("lipsync") or {}
+        device = resolve_device(lipsync.get("device", "auto"), "lipsync.device")
+        model, _ = load_checkpoint(cfg.get("checkpoint") or paths.LIPSYNC_DIR, device)
+        max_offset = lipsync.get("max_offset", 2)
+        if not isinstance(max_offset, int) or max_offset < 0:
+            raise ConfigError(f"params.yaml: 'lipsync.max_offset' must be a whole number >= 0, got {max_offset!r}")
+        return cls(model, max_offset)
+
+    def profiles(self, clips: list[TrackClip], context: UtteranceContext) -> dict[int, Any]:
+        """Track id -> `models.lipsyncnet.SyncProfile` (distance per offset, best offset, confidence)."""
+        from models.lipsyncnet import audio_windows, log_mel, sync_profile, video_windows
+        from pipeline.lipsync_data import timeline
+
+        cfg = self.model.config
+        audio = audio_windows(self.model, log_mel(context.audio, context.sample_rate, cfg.n_mels))
+        profiles = {}
+        for clip in clips:
+            if clip.lips is None or not len(clip.lips):
+                raise ValueError(f"track {clip.track_id} has no mouth crops to score")
+            start, positions = timeline(clip.times, cfg.fps)
+            video = video_windows(self.model, clip.lips[positions])
+            profiles[clip.track_id] = sync_profile(video, audio, start, self.max_offset)
+        return profiles
+
+    def score(self, clips: list[TrackClip], context: UtteranceContext) -> dict[int, float]:
+        return {track: -profile.best_distance for track, profile in self.profiles(clips, context).items()}
+
+
+def _lipsyncnet(cfg: Mapping[str, Any]) -> TrackScorer:
+    return LipSyncScorer.from_params(cfg)
+
+
 SCORERS: dict[str, Callable[[Mapping[str, Any]], TrackScorer]] = {
+    "lipsyncnet": _lipsyncnet,
     "mouth_motion": lambda cfg: MouthMotionScorer(),
     "first_face": lambda cfg: FirstFaceScorer(),
     "largest_face": lambda cfg: LargestFaceScorer(),
+    "gender_side": lambda cfg: GenderSideScorer(),
 }
 
 
 def build_scorer(cfg: Mapping[str, Any]) -> TrackScorer:
+    """The scorer named by `speaker.method`; `cfg` is the speaker block (plus `lipsync` for LipSyncNet)."""
     method = choice(cfg.get("method"), "speaker.method", SCORERS)
-    return SCORERS[method](cfg)
+    try:
+        return SCORERS[method](cfg)
+    except FileNotFoundError as error:
+        raise ConfigError(f"params.yaml: 'speaker.method' is {method!r} but {error}") from error
 
 
 @dataclass
@@ -144,14 +268,14 @@ class Choice:
     scores: dict[int, float]
 
 
-def choose(clips: list[TrackClip], scorer: TrackScorer, audio: np.ndarray, sample_rate: int, fps: float,
-           low_confidence: float) -> Choice:
-    """Pick the best-scoring track; the margin over the runner-up is the confidence."""
+def choose(clips: list[TrackClip], scorer: TrackScorer, context: UtteranceContext, low_confidence: float) -> Choice:
+    """Pick the best-scoring track (ties: the lowest track id); the margin over the runner-up is the confidence."""
     if not clips:
         return Choice(-1, "no_face", 0.0, {})
     if len(clips) == 1:
-        return Choice(clips[0].track_id, "single_face", 1.0, {clips[0].track_id: 1.0})
-    scores = scorer.score(clips, audio, sample_rate, fps)
+        scores = scorer.score(clips, context) if scorer.scores_single else {clips[0].track_id: 1.0}
+        return Choice(clips[0].track_id, "single_face", 1.0, scores)
+    scores = scorer.score(clips, context)
     ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
     margin = float(ranked[0][1] - ranked[1][1])
     reason = "scored" if margin >= low_confidence else "low_confidence"

@@ -104,3 +104,91 @@ def corrupt_file(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + np.random.default_rng(0).bytes(4096))
     return path
+
+
+# --- synthetic audio-visual scenes for LipSyncNet (spec §8.1): mouths whose opening follows a sound envelope
+
+SYNC_FPS = 25
+ENVELOPE_RATE = 100  # envelope samples per second
+
+
+def syllabic_envelope(seconds: float, rng: np.random.Generator) -> np.ndarray:
+    """A smoothed random 2-6 Hz loudness process in [0, 1] at 100 Hz, with silent gaps."""
+    n = int(round(seconds * ENVELOPE_RATE))
+    env = np.zeros(n)
+    t = rng.uniform(0, 0.15)
+    while t < seconds:
+        length = 1.0 / rng.uniform(2, 6)
+        if rng.random() > 0.2:  # a syllable, else a gap
+            start, stop = int(t * ENVELOPE_RATE), int(min(seconds, t + length) * ENVELOPE_RATE)
+            width = max(stop - start, 1)
+            env[start:stop] = rng.uniform(0.5, 1.0) * np.sin(np.linspace(0, np.pi, width)) ** 2
+        t += length
+    return np.clip(np.convolve(env, np.ones(3) / 3, mode="same"), 0, 1)
+
+
+def envelope_audio(env: np.ndarray, rng: np.random.Generator, snr_db: float = 20.0) -> np.ndarray:
+    """16 kHz audio: harmonics of a random f0 (100-250 Hz) shaped by the envelope, plus noise at `snr_db`."""
+    n = len(env) * RATE // ENVELOPE_RATE
+    t = np.arange(n) / RATE
+    f0 = rng.uniform(100, 250)
+    carrier = sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 2 * np.pi)) / k for k in range(1, 9))
+    shaped = carrier * np.interp(t, np.arange(len(env)) / ENVELOPE_RATE, env)
+    power = np.mean(shaped ** 2) + 1e-12
+    noise = rng.normal(0, np.sqrt(power / 10 ** (snr_db / 10)), n)
+    return (0.3 * (shaped + noise) / (np.abs(shaped).max() + 1e-9)).astype(np.float32)
+
+
+def frame_openings(env: np.ndarray, frames: int) -> np.ndarray:
+    """The envelope averaged over each 40 ms video frame (4 envelope samples)."""
+    step = ENVELOPE_RATE // SYNC_FPS
+    padded = np.pad(env, (0, max(0, frames * step - len(env))))
+    return padded[: frames * step].reshape(frames, step).mean(axis=1)
+
+
+def mouth_frames(openings: np.ndarray, rng: np.random.Generator, height: int = 32, width: int = 48) -> np.ndarray:
+    """Grey lower-face crops (uint8 [T, h, w]): textured skin and a dark mouth ellipse of height h0 + h1 * opening.
+
+    Each face gets its own skin tone, texture and mouth size; every frame gets +-1 px jitter and a
+    slow brightness drift, so pixels alone never identify the speaker.
+    """
+    base = rng.uniform(110, 190)
+    yy, xx = np.mgrid[0:height, 0:width]
+    skin = base + rng.uniform(-25, 25) * (yy / height) + rng.normal(0, 6, (height, width))
+    skin = cv2.GaussianBlur(skin.astype(np.float32), (0, 0), 1.2)
+    half_width = width * rng.uniform(0.18, 0.26)
+    h0, h1 = height * 0.04, height * rng.uniform(0.22, 0.3)
+    drift = np.cumsum(rng.normal(0, 1.0, len(openings)))
+    out = np.empty((len(openings), height, width), np.uint8)
+    for k, opening in enumerate(openings):
+        img = skin + drift[k]
+        dx, dy = rng.integers(-1, 2, size=2)
+        centre = (int(width / 2 + dx), int(height * 0.45 + dy))
+        axes = (int(round(half_width)), max(1, int(round(h0 + h1 * opening))))
+        img = cv2.ellipse(img.copy(), centre, axes, 0, 0, 360, float(base * 0.25), -1)
+        out[k] = np.clip(img, 0, 255).astype(np.uint8)
+    return out
+
+
+def sync_scene(seconds: float, rng: np.random.Generator, distractors: list[str]) -> dict:
+    """One speaker's audio, their in-sync mouths, and distractor mouths of the given kinds.
+
+    Kinds: `static` (mouth still at the speaker's mean opening), `independent` (driven by an
+    independent envelope with the same statistics), `shifted` (the true envelope moved 5-15 frames).
+    """
+    env = syllabic_envelope(seconds, rng)
+    frames = int(round(seconds * SYNC_FPS))
+    openings = frame_openings(env, frames)
+    faces = [mouth_frames(openings, rng)]
+    for kind in distractors:
+        if kind == "static":
+            other = np.full(frames, openings.mean())
+        elif kind == "independent":
+            other = frame_openings(syllabic_envelope(seconds, rng), frames)
+        elif kind == "shifted":
+            shift = int(rng.integers(5, 16)) * int(rng.choice([-1, 1]))
+            other = np.roll(openings, shift)
+        else:
+            raise ValueError(kind)
+        faces.append(mouth_frames(other, rng))
+    return {"audio": envelope_audio(env, rng), "faces": faces, "openings": openings}

@@ -29,6 +29,7 @@ def tiny_params(params: dict) -> dict:
     params["features"]["visual"]["frames"] = 4
     params["train"].update({"seeds": [0], "epochs": 3, "patience": 2})
     params["finetune_text"]["epochs"] = 1
+    params["lipsync"].update({"steps": 30, "rounds": 1, "batch_size": 16})
     for block in params.get("refine", {}).values():
         block["epochs"] = 2
     return params
@@ -118,7 +119,7 @@ def test_swapping_the_audio_extractor_reruns_only_what_depends_on_it(workspace, 
                   | {f"{s}@{r}" for s in ("refine", "evaluate_refined") for r in refined})
     assert "features@audio" in ran
     assert ran <= downstream, f"ran more than the audio branch: {sorted(ran - downstream)}"
-    untouched = {"demo_corpus", "prepare", "cut", "faces", "speaker", "finetune_text", "features@text",
+    untouched = {"demo_corpus", "prepare", "cut", "faces", "lipsync_train", "speaker", "finetune_text", "features@text",
                  "features@visual"}
     assert not ran & untouched
 

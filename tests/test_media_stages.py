@@ -56,6 +56,7 @@ def ran(corpus, base_params):
     params = json.loads(json.dumps(base_params))
     params["faces"]["detect_width"] = 320
     params["run"]["max_failure_ratio"] = 0.9
+    params["speaker"]["method"] = "mouth_motion"  # training-free; LipSyncNet is trained from these outputs below
     runner = PlainRunner(workers=1, hook=silent_hook)
     mp = pytest.MonkeyPatch()
     mp.chdir(root)
@@ -146,3 +147,72 @@ def test_baseline_scorers_are_selectable(ran, method):
     summary = speaker.run(params, PlainRunner(workers=1, hook=silent_hook))
     assert summary["method"] == method
     assert read_frame(root / paths.SPEAKER).method.eq(method).all()
+
+
+@pytest.fixture(scope="module")
+def lipsync_trained(ran):
+    """A few LipSyncNet training steps on the fixture corpus through the real stage."""
+    from pipeline.stages import lipsync_train
+
+    root, _, _, params = ran
+    params = json.loads(json.dumps(params))
+    params["lipsync"] = {**(params.get("lipsync") or {}), "device": "cpu", "steps": 30, "batch_size": 16,
+                         "bootstrap_margin": 0.0, "dev_fraction": 0.3, "rounds": 2, "max_offset": 1}
+    summary = lipsync_train.run(params, PlainRunner(workers=1, hook=silent_hook))
+    return root, params, summary
+
+
+def test_lipsync_train_writes_a_safetensors_checkpoint_and_metrics(lipsync_trained):
+    root, _, summary = lipsync_trained
+    assert (root / paths.LIPSYNC_DIR / "model.safetensors").is_file()
+    config = json.loads((root / paths.LIPSYNC_DIR / "config.json").read_text())
+    assert config["architecture"] == "lipsyncnet" and config["config"]["embed_dim"] == 256
+    metrics = json.loads((root / paths.LIPSYNC_METRICS).read_text())
+    assert metrics["dialogues"]["dev"] >= 1 and metrics["dialogues"]["train"] >= 1
+    assert metrics["positives"]["mouth_motion"] >= 1, "multi-face scenes give positives through the baseline"
+    assert metrics["rounds"] == 2 and 0.0 <= metrics["train_sync_accuracy"] <= 1.0
+    assert summary["positives"] == metrics["positives"]
+    assert (root / paths.stage_ledger("lipsync_train")).is_file(), "the stage writes its (empty) failure ledger"
+
+
+def test_speaker_with_lipsyncnet_decodes_each_video_once_and_scores_every_track(lipsync_trained, monkeypatch):
+    root, params, _ = lipsync_trained
+    params = json.loads(json.dumps(params))
+    params["speaker"]["method"] = "lipsyncnet"
+    calls: list[str] = []
+    real = speaker.iter_frames
+
+    def counting(path, wanted, fps):
+        calls.append(str(path))
+        return real(path, wanted, fps)
+
+    monkeypatch.setattr(speaker, "iter_frames", counting)
+    summary = speaker.run(params, PlainRunner(workers=1, hook=silent_hook))
+    assert summary["method"] == "lipsyncnet"
+    assert sorted(calls) == sorted(set(calls)), "a media file was decoded more than once"
+    assert sum(c.endswith("two.mp4") for c in calls) == 1  # two utterances, one pass
+    choices = read_frame(root / paths.SPEAKER).set_index("utt_id")
+    tracks = read_frame(root / paths.FACES)
+    for utt in ("two/0", "two/1", "three/0", "short/0"):
+        scores = json.loads(choices.at[utt, "scores"])
+        assert set(map(int, scores)) == set(tracks[tracks.utt_id == utt].track_id)
+        assert all(-2.0 <= v <= 0.0 for v in scores.values())
+        assert choices.at[utt, "reason"] in ("scored", "low_confidence")
+    assert choices.method.eq("lipsyncnet").all()
+    assert set(choices.columns) == {"track_id", "reason", "confidence", "scores", "method"}
+    crops = read_frame(root / paths.SPEAKER_TRACKS / "crops.parquet")
+    assert list(crops.columns) == ["utt_id", "frame", "jpeg"] and "short/0" in set(crops.utt_id)
+
+
+def test_inspection_sheet_shows_every_track(lipsync_trained, tmp_path):
+    from pipeline import inspect_speaker
+
+    root, params, _ = lipsync_trained
+    speaker.run({**params, "speaker": {**params["speaker"], "method": "lipsyncnet"}},
+                PlainRunner(workers=1, hook=silent_hook))
+    assert inspect_speaker.main(["three/0", "nope/0", "--out", str(tmp_path), "--frames", "4"]) == 1
+    import cv2
+
+    sheet = cv2.imread(str(tmp_path / "three__0.png"))
+    assert sheet is not None and sheet.shape[1] == 4 * inspect_speaker.TILE_WIDTH
+    assert sheet.shape[0] > 3 * 56  # frames, three crop strips and the caption

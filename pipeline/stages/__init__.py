@@ -17,6 +17,7 @@ STAGE_MODULES = {
     "cut": "pipeline.stages.cut",
     "faces": "pipeline.stages.faces",
     "speaker": "pipeline.stages.speaker",
+    "lipsync_train": "pipeline.stages.lipsync_train",
     "features": "pipeline.stages.features",
     "finetune_text": "pipeline.stages.finetune_text",
     "train": "pipeline.stages.train",

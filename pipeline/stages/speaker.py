@@ -3,11 +3,17 @@
 Every track is scored against the utterance audio by the scorer named in `speaker.method`; the
 choice, its confidence (margin over the runner-up) and a reason are recorded for every utterance,
 and the chosen track's crops are saved as JPEG bytes for the visual extractors.
+
+Each media file is decoded once for all of its utterances (`collect_clips`): one forward pass
+gathers every frame any utterance needs, and an utterance is scored as soon as the pass has gone
+beyond its last frame, so memory holds only small crops of the utterances still open.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +26,20 @@ import soundfile as sf
 from pipeline import paths
 from pipeline.cache import PartCache, content_fingerprint
 from pipeline.ledger import Failure, write_stage_ledger
+from pipeline.lipsync_data import lip_crop
 from pipeline.media import MediaError, iter_frames
 from pipeline.runner import Runner
-from pipeline.speaker_select import TrackClip, TrackScorer, build_scorer, choose, mouth_patch
+from pipeline.speaker_select import TrackClip, TrackScorer, UtteranceContext, build_scorer, choose, mouth_patch
 from pipeline.tables import concat_tables, read_frame, write_atomic
 from pipeline.tracking import box_at
 
 STAGE = "speaker"
-CODE_VERSION = "1"
+CODE_VERSION = "2"
 CROPS_FILE = paths.SPEAKER_TRACKS / "crops.parquet"
 SPEAKER_SCHEMA = pa.schema([("utt_id", pa.string()), ("track_id", pa.int64()), ("reason", pa.string()),
                             ("confidence", pa.float64()), ("scores", pa.string()), ("method", pa.string())])
 CROPS_SCHEMA = pa.schema([("utt_id", pa.string()), ("frame", pa.int64()), ("jpeg", pa.binary())])
+DEFAULT_LIP_SIZE = (32, 48)
 
 
 def crop_face(frame: np.ndarray, box: np.ndarray, size: int, margin: float = 0.15) -> np.ndarray:
@@ -54,7 +62,8 @@ def evenly(start: int, end: int, count: int) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(start, end - 1, num=min(count, end - start))})
 
 
-def _tracks_of(faces: pd.DataFrame) -> dict[int, tuple[list[int], list[np.ndarray]]]:
+def tracks_of(faces: pd.DataFrame) -> dict[int, tuple[list[int], list[np.ndarray]]]:
+    """Track id -> (sampled frames, boxes) from one utterance's rows of `faces.parquet`."""
     tracks = {}
     for track_id, rows in faces.groupby("track_id", sort=True):
         rows = rows.sort_values("frame")
@@ -62,59 +71,178 @@ def _tracks_of(faces: pd.DataFrame) -> dict[int, tuple[list[int], list[np.ndarra
     return tracks
 
 
-def _speaker_for_utterance(media: Path, cut: Any, faces: pd.DataFrame, scorer: TrackScorer, method: str,
-                           cfg: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    tracks = _tracks_of(faces)
-    crop_frames = evenly(cut.start_frame, cut.end_frame, int(cfg["max_crops"]))
-    if scorer.needs_mouths and len(tracks) > 1:
-        wanted = list(range(cut.start_frame, cut.end_frame))
-    else:
-        wanted = crop_frames
-    images: dict[int, np.ndarray] = {}
-    mouths: dict[int, list[tuple[int, np.ndarray]]] = {t: [] for t in tracks}
-    for frame, image in iter_frames(media, wanted, cut.fps):
-        if frame in crop_frames:
-            images[frame] = image
-        if scorer.needs_mouths and len(tracks) > 1:
-            for track_id, (frames, boxes) in tracks.items():
-                if frames[0] <= frame <= frames[-1]:
-                    mouths[track_id].append((frame, mouth_patch(image, box_at(frames, boxes, frame))))
-    clips = []
-    for track_id, (frames, boxes) in tracks.items():
-        if scorer.needs_mouths and len(tracks) > 1 and mouths[track_id]:
-            clip_frames = np.array([f for f, _ in mouths[track_id]])
-            clip_mouths = np.stack([m for _, m in mouths[track_id]])
-        else:
-            clip_frames, clip_mouths = np.asarray(frames), None
-        clip_boxes = np.stack([box_at(frames, boxes, f) for f in clip_frames])
-        clips.append(TrackClip(track_id, clip_frames, clip_boxes, clip_mouths))
-    audio, rate = sf.read(cut.audio, dtype="float32")
-    chosen = choose(clips, scorer, audio, rate, cut.fps, float(cfg["low_confidence"]))
-    scores = json.dumps({str(k): round(v, 6) for k, v in chosen.scores.items()})
-    row = {"utt_id": cut.utt_id, "track_id": chosen.track_id, "reason": chosen.reason,
-           "confidence": chosen.confidence, "scores": scores, "method": method}
-    crops = []
-    if chosen.track_id >= 0:
-        frames, boxes = tracks[chosen.track_id]
-        for frame in crop_frames:
-            if frame in images:
-                crop = crop_face(images[frame], box_at(frames, boxes, frame), int(cfg["crop_size"]))
-                ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
-                if ok:
-                    crops.append({"utt_id": cut.utt_id, "frame": int(frame), "jpeg": jpeg.tobytes()})
-    return row, crops
+@dataclass
+class ClipRequest:
+    """What one utterance needs from the shared decoding pass of its media file."""
+
+    utt_id: str
+    start_frame: int
+    end_frame: int
+    fps: float
+    start_seconds: float  # where the utterance audio starts in the media
+    tracks: dict[int, tuple[list[int], list[np.ndarray]]]
+    crop_frames: list[int] = field(default_factory=list)  # face crops of every track are kept here
+    every_frame: bool = False  # mouth patches and lip crops of every frame (sync scorers)
+
+    def wanted(self) -> set[int]:
+        if not self.tracks:  # nothing to crop or score
+            return set()
+        frames = set(self.crop_frames)
+        if self.every_frame:
+            frames.update(range(self.start_frame, self.end_frame))
+        return frames
+
+
+@dataclass
+class CollectedUtterance:
+    request: ClipRequest
+    clips: list[TrackClip]
+    face_crops: dict[int, dict[int, np.ndarray]]  # track id -> frame -> RGB crop
+    decoded: int  # frames of the utterance that were decoded
+
+
+class _Collector:
+    def __init__(self, request: ClipRequest, lip_size: tuple[int, int], crop_size: int) -> None:
+        self.request, self.lip_size, self.crop_size = request, lip_size, crop_size
+        self.wanted = request.wanted()
+        self.last = max(self.wanted) if self.wanted else -1
+        self.crop_frames = set(request.crop_frames)
+        self.patches: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {t: [] for t in request.tracks}
+        self.crops: dict[int, dict[int, np.ndarray]] = {t: {} for t in request.tracks}
+        self.decoded = 0
+
+    def add(self, frame: int, image: np.ndarray, grey: np.ndarray) -> None:
+        self.decoded += 1
+        for track_id, (frames, boxes) in self.request.tracks.items():
+            box = box_at(frames, boxes, frame)
+            if frame in self.crop_frames and self.crop_size:
+                self.crops[track_id][frame] = crop_face(image, box, self.crop_size)
+            if self.request.every_frame and frames[0] <= frame <= frames[-1]:
+                lips = lip_crop(grey, box, *self.lip_size)
+                self.patches[track_id].append((frame, mouth_patch(image, box), lips))
+
+    def finish(self) -> CollectedUtterance:
+        request = self.request
+        clips = []
+        for track_id, (frames, boxes) in request.tracks.items():
+            patches = self.patches[track_id]
+            if request.every_frame and patches:
+                clip_frames = np.array([f for f, _, _ in patches])
+                mouths = np.stack([m for _, m, _ in patches])
+                lips = np.stack([lip for _, _, lip in patches])
+            else:
+                clip_frames, mouths, lips = np.asarray(frames), None, None
+            clip_boxes = np.stack([box_at(frames, boxes, f) for f in clip_frames])
+            times = clip_frames / request.fps - request.start_seconds
+            clips.append(TrackClip(track_id, clip_frames, clip_boxes, times, mouths, lips))
+        return CollectedUtterance(request, clips, self.crops, self.decoded)
+
+
+def collect_clips(media: Path, requests: list[ClipRequest], lip_size: tuple[int, int] = DEFAULT_LIP_SIZE,
+                  crop_size: int = 0) -> Iterator[CollectedUtterance]:
+    """Decode `media` once for all `requests` (one utterance each), yielding each utterance when complete.
+
+    Utterances may overlap in time (IEMOCAP turns do); a frame is handed to every utterance that
+    wants it. Raises MediaError when the file cannot be decoded; utterances already yielded stand.
+    """
+    if not requests:
+        return
+    fps = float(requests[0].fps)
+    pending = sorted((_Collector(r, lip_size, crop_size) for r in requests), key=lambda c: c.last)
+    wanted = set().union(*(c.wanted for c in pending))
+    for frame, image in iter_frames(media, wanted, fps):
+        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        for collector in pending:
+            if frame in collector.wanted:
+                collector.add(frame, image, grey)
+        while pending and pending[0].last <= frame:
+            yield pending.pop(0).finish()
+    for collector in pending:  # frames missing at the end of the file: score what was decoded
+        yield collector.finish()
+
+
+def _context_table() -> dict[str, tuple[str | None, str | None]]:
+    """utt_id -> (speaker, dialogue_id) from the manifest, for scorers that use them (gender_side)."""
+    if not paths.MANIFEST.exists():
+        return {}
+    manifest = read_frame(paths.MANIFEST, ["utt_id", "speaker", "dialogue_id"])
+    return {r.utt_id: (r.speaker, r.dialogue_id) for r in manifest.itertuples(index=False)}
+
+
+def _jpeg_rows(utt_id: str, crops: Mapping[int, np.ndarray]) -> list[dict[str, Any]]:
+    rows = []
+    for frame in sorted(crops):
+        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(crops[frame], cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+        if ok:
+            rows.append({"utt_id": utt_id, "frame": int(frame), "jpeg": jpeg.tobytes()})
+    return rows
+
+
+def speaker_for_media(media: Path, rows: pd.DataFrame, faces_by_utt: Mapping[str, pd.DataFrame],
+                      scorer: TrackScorer, cfg: Mapping[str, Any], method: str,
+                      contexts: Mapping[str, tuple[str | None, str | None]]
+                      ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[Failure]]:
+    """Choose the speaker of every utterance (a row of `cuts`) of one media file, decoding it once."""
+    cuts = {cut.utt_id: cut for cut in rows.itertuples(index=False)}
+    requests = []
+    for cut in cuts.values():
+        tracks = tracks_of(faces_by_utt[cut.utt_id]) if cut.utt_id in faces_by_utt else {}
+        every = scorer.needs_frames and (len(tracks) > 1 or (len(tracks) == 1 and scorer.scores_single))
+        requests.append(ClipRequest(cut.utt_id, int(cut.start_frame), int(cut.end_frame), float(cut.fps),
+                                    float(cut.start), tracks, evenly(cut.start_frame, cut.end_frame,
+                                                                     int(cfg["max_crops"])), every))
+    lip_size = getattr(scorer, "lip_size", DEFAULT_LIP_SIZE)
+    speaker_rows: list[dict[str, Any]] = []
+    crop_rows: list[dict[str, Any]] = []
+    failures: list[Failure] = []
+    done: set[str] = set()
+    try:
+        for item in collect_clips(media, requests, lip_size, int(cfg["crop_size"])):
+            cut = cuts[item.request.utt_id]
+            done.add(cut.utt_id)
+            try:
+                audio, rate = sf.read(cut.audio, dtype="float32")
+                if audio.ndim > 1:
+                    audio = audio.mean(axis=1)
+                speaker, dialogue = contexts.get(cut.utt_id, (None, None))
+                context = UtteranceContext(cut.utt_id, audio, int(rate), float(cut.fps), int(cut.width),
+                                           int(cut.height), speaker, dialogue)
+                chosen = choose(item.clips, scorer, context, float(cfg["low_confidence"]))
+            except (RuntimeError, ValueError, OSError) as error:
+                failures.append(Failure(STAGE, cut.utt_id, f"speaker selection failed: {error}"))
+                continue
+            speaker_rows.append({"utt_id": cut.utt_id, "track_id": chosen.track_id, "reason": chosen.reason,
+                                 "confidence": chosen.confidence, "method": method,
+                                 "scores": json.dumps({str(k): round(v, 6) for k, v in chosen.scores.items()})})
+            if chosen.track_id >= 0:
+                crop_rows.extend(_jpeg_rows(cut.utt_id, item.face_crops.get(chosen.track_id, {})))
+    except MediaError as error:
+        failures.extend(Failure(STAGE, u, f"speaker selection failed: {error}") for u in cuts if u not in done)
+    return speaker_rows, crop_rows, failures
+
+
+def _scorer_fingerprint(method: str) -> str | None:
+    """A trained scorer's weights are part of the cache key: a new checkpoint rescored everything."""
+    if method != "lipsyncnet":
+        return None
+    weights = paths.LIPSYNC_DIR / "model.safetensors"
+    return content_fingerprint(weights) if weights.exists() else None
 
 
 def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[str, Any]:
     cfg = dict(params["speaker"])
-    scorer = build_scorer(cfg)
     method = cfg["method"]
+    scorer_cfg = {**cfg, "lipsync": params.get("lipsync") or {}}
+    scorer = build_scorer(scorer_cfg)
     cuts = read_frame(paths.CUTS)
     faces = read_frame(paths.FACES)
     faces_by_utt = {u: rows for u, rows in faces.groupby("utt_id", sort=False)}
+    contexts = _context_table()
     video_cuts = cuts[cuts.has_video]
-    speaker_cache = PartCache(STAGE, cfg, CODE_VERSION)
-    crops_cache = PartCache(f"{STAGE}-crops", cfg, CODE_VERSION)
+    cache_cfg = {**cfg, "scorer": _scorer_fingerprint(method),
+                 "max_offset": (params.get("lipsync") or {}).get("max_offset") if method == "lipsyncnet" else None}
+    speaker_cache = PartCache(STAGE, cache_cfg, CODE_VERSION)
+    crops_cache = PartCache(f"{STAGE}-crops", cache_cfg, CODE_VERSION)
     empty = faces.iloc[0:0]
 
     def work(item: tuple[str, pd.DataFrame]) -> tuple[pa.Table, pa.Table, list[Failure]]:
@@ -123,20 +251,14 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
         fingerprint = {"media": content_fingerprint(media),
                        "faces": pd.util.hash_pandas_object(pd.concat(utt_faces.values()), index=False).sum().item()
                        if len(rows) else 0,
-                       "utts": rows[["utt_id", "start_frame", "end_frame", "audio"]].astype(str).values.tolist()}
+                       "utts": rows[["utt_id", "start_frame", "end_frame", "audio"]].astype(str).values.tolist(),
+                       "context": [contexts.get(u) for u in rows.utt_id] if method == "gender_side" else None}
         key = speaker_cache.key(fingerprint)
         cached, cached_crops = speaker_cache.load(key), crops_cache.load(key)
         if cached is not None and cached_crops is not None:
             return cached[0], cached_crops[0], cached[1]
-        speaker_rows, crop_rows, failures = [], [], []
-        for cut in rows.itertuples(index=False):
-            try:
-                row, crops = _speaker_for_utterance(Path(media), cut, utt_faces[cut.utt_id], scorer, method, cfg)
-            except (MediaError, RuntimeError, ValueError) as error:
-                failures.append(Failure(STAGE, cut.utt_id, f"speaker selection failed: {error}"))
-                continue
-            speaker_rows.append(row)
-            crop_rows.extend(crops)
+        speaker_rows, crop_rows, failures = speaker_for_media(Path(media), rows, utt_faces, scorer, cfg, method,
+                                                              contexts)
         speakers = pa.Table.from_pylist(speaker_rows, schema=SPEAKER_SCHEMA)
         crops_table = pa.Table.from_pylist(crop_rows, schema=CROPS_SCHEMA)
         crops_cache.store(key, crops_table, [])
@@ -161,6 +283,8 @@ def truth_agreement(choices: pd.DataFrame) -> dict[str, Any]:
     """Share of multi-face utterances whose chosen track is the generator's true speaker (demo)."""
     from pipeline.manifest import read_manifest
 
+    if not paths.MANIFEST.exists():
+        return {}
     manifest = read_manifest().frame
     if "true_speaker" not in manifest.columns or choices.empty:
         return {}
@@ -169,7 +293,7 @@ def truth_agreement(choices: pd.DataFrame) -> dict[str, Any]:
     hits = total = 0
     for row in choices.itertuples(index=False):
         utt_faces = faces[faces.utt_id == row.utt_id]
-        if utt_faces.track_id.nunique() < 2 or row.track_id < 0:
+        if utt_faces.track_id.nunique() < 2 or row.track_id < 0 or row.utt_id not in truth.index:
             continue
         boxes = json.loads(truth.at[row.utt_id, "true_boxes"])
         centres = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] for b in boxes])

@@ -1,0 +1,121 @@
+"""Does the active-speaker choice matter downstream? Speaker methods compared on the demo corpus.
+
+In one fresh git + DVC workspace (the committed `params.yaml`, nothing in your checkout touched), for
+each `speaker.method` in turn: edit the param and `dvc repro evaluate@<model>` (default model:
+`visual_gru`, a dialogue GRU over the face features alone). DVC reruns only `speaker`,
+`features@visual` and that model's train/evaluate; the other stages run once. Reports, per method,
+the speaker stage's agreement with the demo generator's true speaker on utterances with two or more
+faces, its reasons, and the model's test/dev weighted F1 (mean ± std over `train.seeds`, selected on
+dev).
+
+    python benchmarks/speaker_front_end.py [--methods lipsyncnet first_face ...] [--model visual_gru]
+                                          [--workdir DIR] [--set key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+
+PROJECT = Path(__file__).resolve().parents[1]
+DEFAULT_METHODS = ["lipsyncnet", "mouth_motion", "largest_face", "first_face"]
+
+
+def _workspace_tools() -> Any:
+    """`benchmarks/pipeline.py` builds the workspace; loaded by path (its name shadows the package)."""
+    spec = importlib.util.spec_from_file_location("bench_pipeline", PROJECT / "benchmarks" / "pipeline.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def speaker_agreement(workdir: Path) -> dict[str, Any]:
+    """Share of multi-face utterances whose chosen track is the generator's speaker, and the reasons."""
+    code = ("import json; from pipeline.stages.speaker import truth_agreement; from pipeline.tables import read_frame; "
+            "c = read_frame('data/speaker.parquet'); "
+            "print(json.dumps({**truth_agreement(c), 'reasons': c.reason.value_counts().to_dict()}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def set_method(workdir: Path, method: str) -> None:
+    params_file = workdir / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    params["speaker"]["method"] = method
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def model_scores(workdir: Path, model: str) -> dict[str, Any]:
+    result = json.loads((workdir / "metrics" / model / "eval.json").read_text())
+    pick = {}
+    for split in ("test", "dev"):
+        for metric in ("weighted_f1", "accuracy"):
+            block = result[split][metric]
+            pick[f"{split}_{metric}"] = {"mean": round(100 * block["mean"], 1), "std": round(100 * block["std"], 1)}
+    return pick
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
+    parser.add_argument("--model", default="visual_gru", help="a key of params.models to train on each front end")
+    parser.add_argument("--workdir", default=None, help="workspace to create (default: a temporary folder)")
+    parser.add_argument("--set", action="append", default=[], help="params override, e.g. train.seeds=[0,1]")
+    parser.add_argument("--out", default=str(PROJECT / "benchmarks" / "results"))
+    options = parser.parse_args()
+    tools = _workspace_tools()
+    workdir = Path(options.workdir or tempfile.mkdtemp(prefix="merc-speaker-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    tools.prepare_workspace(workdir, options.set)
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    if options.model not in params["models"]:
+        parser.error(f"--model {options.model!r} is not in params.models ({', '.join(params['models'])})")
+
+    rows = []
+    for method in options.methods:
+        set_method(workdir, method)
+        seconds, _, output = tools.run_measured(["dvc", "repro", f"evaluate@{options.model}"], workdir)
+        reran = sorted(set(line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")))
+        row = {"method": method, **speaker_agreement(workdir), **model_scores(workdir, options.model),
+               "seconds": round(seconds, 1), "stages_run": reran}
+        rows.append(row)
+        print(f"{method:<14} agreement {row['truth_agreement']}  test W-F1 {row['test_weighted_f1']['mean']:.1f}"
+              f" ± {row['test_weighted_f1']['std']:.1f}  ({seconds:.0f} s, {len(reran)} stages)", flush=True)
+
+    print(f"\n{'method':<14} {'agreement':>10} {'test W-F1':>14} {'test acc':>14} {'dev W-F1':>14}")
+    for row in rows:
+        cells = [f"{row[k]['mean']:.1f} ± {row[k]['std']:.1f}" for k in ("test_weighted_f1", "test_accuracy",
+                                                                        "dev_weighted_f1")]
+        agreement = "-" if row["truth_agreement"] is None else f"{100 * row['truth_agreement']:.1f}%"
+        print(f"{row['method']:<14} {agreement:>10} {cells[0]:>14} {cells[1]:>14} {cells[2]:>14}")
+    result = {
+        "benchmark": "speaker_front_end", "model": options.model, "model_config": params["models"][options.model],
+        "seeds": params["train"]["seeds"], "rows": rows,
+        "command": " ".join(["python", "benchmarks/speaker_front_end.py", *sys.argv[1:]]),
+        "machine": f"{platform.machine()}, {psutil.cpu_count()} CPUs, {psutil.virtual_memory().total / 2**30:.0f} GiB",
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "overrides": options.set,
+    }
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "speaker_front_end.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwritten to {out / 'speaker_front_end.json'}; workspace kept at {workdir}")
+    return 0
+
+
+if __name__ == "__main__":
+    started = time.perf_counter()
+    code = main()
+    print(f"total {time.perf_counter() - started:.0f} s")
+    sys.exit(code)

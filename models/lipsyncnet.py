@@ -1,0 +1,339 @@
+"""LipSyncNet: a two-stream audio-visual synchrony network that tells which face is talking.
+
+A 3D-CNN embeds a short window of grey mouth crops, a 2D-CNN embeds the log-mel audio under the
+same window, and both land as 256-d unit vectors in one space: close when the mouth moves with the
+sound, far when it does not (Li et al., EACL Findings 2026, Eqs. 2-6). Unlike the authors' code,
+the two windows always cover the same time span: `window` video frames at `fps` and
+`window * mels_per_frame` audio frames at 100 Hz (5 frames = 0.2 s = 20 mel frames by default),
+as in SyncNet. Everything here is plain torch/numpy so the stage code, the benchmark and tests
+share one definition.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MEL_HOP_SECONDS = 0.010  # 100 audio frames per second
+MEL_WINDOW_SECONDS = 0.025
+
+
+@dataclass(frozen=True)
+class LipSyncConfig:
+    """Shapes and widths; saved next to the weights so a checkpoint rebuilds itself."""
+
+    in_channels: int = 1
+    mouth_height: int = 32
+    mouth_width: int = 48
+    window: int = 5  # video frames per window
+    fps: float = 25.0  # video frame rate the windows assume (tracks are resampled to it)
+    sample_rate: int = 16000
+    n_mels: int = 40
+    video_channels: tuple[int, int, int] = (32, 64, 96)
+    audio_channels: tuple[int, int, int] = (32, 64, 96)
+    hidden: int = 256
+    embed_dim: int = 256
+    dropout: float = 0.2
+
+    @property
+    def mels_per_frame(self) -> int:
+        return int(round(1.0 / (self.fps * MEL_HOP_SECONDS)))
+
+    @property
+    def audio_window(self) -> int:
+        return self.window * self.mels_per_frame
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> LipSyncConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown LipSyncNet config key(s): {', '.join(sorted(unknown))}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def _head(width: int, hidden: int, embed_dim: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+                         nn.Dropout(dropout), nn.Linear(hidden, embed_dim))
+
+
+class LipSyncNet(nn.Module):
+    """Video stream: [B, C, T, H, W] grey mouths in [0, 1]. Audio stream: [B, 1, n_mels, T * 4] log-mel.
+
+    Each window of mouths is standardised on its own (mean 0, std 1 over its pixels), so lighting,
+    skin tone and camera gain cannot identify the speaker; only the shape and motion of the mouth
+    are left to match against the sound. Both streams keep coarse time bins up to their heads, so
+    the embedding says *when* the mouth opened, not only *whether*.
+    """
+
+    def __init__(self, config: LipSyncConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or LipSyncConfig()
+        c1, c2, c3 = config.video_channels
+        self.video = nn.Sequential(
+            nn.Conv3d(config.in_channels, c1, (3, 5, 5), stride=(1, 2, 2), padding=(1, 2, 2), bias=False),
+            nn.BatchNorm3d(c1), nn.ReLU(inplace=True),
+            nn.Conv3d(c1, c2, (3, 3, 3), stride=(1, 2, 2), padding=1, bias=False),
+            nn.BatchNorm3d(c2), nn.ReLU(inplace=True),
+            nn.Conv3d(c2, c3, (3, 3, 3), stride=(1, 2, 2), padding=1, bias=False),
+            nn.BatchNorm3d(c3), nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool3d((config.window, 2, 2)),
+        )
+        a1, a2, a3 = config.audio_channels
+        self.audio = nn.Sequential(
+            nn.Conv2d(1, a1, 3, stride=(2, 1), padding=1, bias=False), nn.BatchNorm2d(a1), nn.ReLU(inplace=True),
+            nn.Conv2d(a1, a2, 3, stride=(2, 1), padding=1, bias=False), nn.BatchNorm2d(a2), nn.ReLU(inplace=True),
+            nn.Conv2d(a2, a3, 3, stride=(2, 2), padding=1, bias=False), nn.BatchNorm2d(a3), nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d((1, config.window)),
+        )
+        self.video_head = _head(c3 * config.window * 4, config.hidden, config.embed_dim, config.dropout)
+        self.audio_head = _head(a3 * config.window, config.hidden, config.embed_dim, config.dropout)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Conv3d)):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.Linear):
+                nn.init.xavier_normal_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def encode_video(self, mouths: torch.Tensor) -> torch.Tensor:
+        """[B, C, T, H, W] -> [B, embed_dim], unit length."""
+        flat = mouths.flatten(1)
+        mean = flat.mean(dim=1).view(-1, 1, 1, 1, 1)
+        std = flat.std(dim=1).clamp_min(1e-3).view(-1, 1, 1, 1, 1)
+        features = self.video((mouths - mean) / std).flatten(1)
+        return F.normalize(self.video_head(features), dim=1)
+
+    def encode_audio(self, mels: torch.Tensor) -> torch.Tensor:
+        """[B, 1, n_mels, frames] -> [B, embed_dim], unit length."""
+        return F.normalize(self.audio_head(self.audio(mels).flatten(1)), dim=1)
+
+    def forward(self, mouths: torch.Tensor, mels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encode_video(mouths), self.encode_audio(mels)
+
+    @staticmethod
+    def score(video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """Eq. 5: minus the Euclidean distance of the unit embeddings, in [-2, 0]."""
+        return -torch.linalg.vector_norm(video - audio, dim=-1)
+
+
+def sync_loss(d_pos: torch.Tensor, d_neg: torch.Tensor, margin: float = 1.5, alpha: float = 0.7
+              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Eqs. 2-4: alpha * mean(max(0, m + d_pos - d_neg)) + (1 - alpha) * mean(d_pos)."""
+    rank = torch.clamp(margin + d_pos - d_neg, min=0).mean()
+    align = d_pos.mean()
+    return alpha * rank + (1 - alpha) * align, {"rank": rank.detach(), "align": align.detach()}
+
+
+def batch_sync_ce(video: torch.Tensor, audio_pos: torch.Tensor, audio_neg: torch.Tensor, scale: float = 5.0
+                  ) -> torch.Tensor:
+    """Multi-way sync loss over a batch: each mouth window must pick its own audio among all audio windows.
+
+    The candidates are every in-sync and every shifted audio window of the batch (other times, other
+    utterances, the same utterance shifted), so one step sees B * 2 - 1 negatives per window instead of
+    one; the idea of syncnet_trainer's multi-way loss, taken across the batch.
+    """
+    candidates = torch.cat([audio_pos, audio_neg])
+    logits = -torch.cdist(video, candidates) * scale
+    return F.cross_entropy(logits, torch.arange(len(video), device=video.device))
+
+
+# ---------------------------------------------------------------------------------------------------
+# audio front end
+
+
+def _mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """HTK-style triangular filters, [n_mels, n_fft // 2 + 1]."""
+
+    def hz_to_mel(hz: np.ndarray) -> np.ndarray:
+        return 2595.0 * np.log10(1.0 + hz / 700.0)
+
+    def mel_to_hz(mel: np.ndarray) -> np.ndarray:
+        return 700.0 * (10 ** (mel / 2595.0) - 1.0)
+
+    bins = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    edges = mel_to_hz(np.linspace(hz_to_mel(np.array(0.0)), hz_to_mel(np.array(sample_rate / 2)), n_mels + 2))
+    bank = np.zeros((n_mels, len(bins)), dtype=np.float32)
+    for m in range(n_mels):
+        left, centre, right = edges[m], edges[m + 1], edges[m + 2]
+        rising = (bins - left) / max(centre - left, 1e-9)
+        falling = (right - bins) / max(right - centre, 1e-9)
+        bank[m] = np.clip(np.minimum(rising, falling), 0, None)
+    return bank
+
+
+def log_mel(audio: np.ndarray, sample_rate: int = 16000, n_mels: int = 40) -> np.ndarray:
+    """[frames, n_mels] float32 at 100 frames/s, frame k centred on k * 10 ms; standardised per bin.
+
+    Per-utterance mean/variance normalisation removes loudness and channel differences, so only
+    how the sound changes over time carries over to the network.
+    """
+    hop = int(round(sample_rate * MEL_HOP_SECONDS))
+    win = int(round(sample_rate * MEL_WINDOW_SECONDS))
+    n_fft = 1 << (win - 1).bit_length()
+    signal = torch.as_tensor(np.asarray(audio, dtype=np.float32).reshape(-1))
+    frames = max(1, int(math.ceil(len(signal) / hop)))
+    if len(signal) < n_fft:
+        signal = F.pad(signal, (0, n_fft - len(signal)))
+    spec = torch.stft(signal, n_fft=n_fft, hop_length=hop, win_length=win, window=torch.hann_window(win),
+                      center=True, pad_mode="constant", return_complex=True).abs() ** 2
+    mel = torch.as_tensor(_mel_filterbank(sample_rate, n_fft, n_mels)) @ spec
+    out = torch.log(mel + 1e-6).T[:frames].numpy()
+    out = (out - out.mean(axis=0)) / (out.std(axis=0) + 1e-5)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------
+# scoring a whole track
+
+
+@dataclass
+class SyncProfile:
+    """How well one track matches the audio at each tested offset (SyncNet-style diagnostics).
+
+    `distances[i]` is the mean window distance with the audio shifted by `offsets[i]` video frames
+    (positive: the audio is taken later than the mouth). `best_offset` minimises it within the search
+    range; `confidence` is the median minus that minimum (SyncNet's offset confidence).
+    """
+
+    offsets: np.ndarray
+    distances: np.ndarray
+    windows: int
+
+    @property
+    def best_index(self) -> int:
+        return int(np.argmin(self.distances))
+
+    @property
+    def best_offset(self) -> int:
+        return int(self.offsets[self.best_index])
+
+    @property
+    def best_distance(self) -> float:
+        return float(self.distances[self.best_index])
+
+    @property
+    def confidence(self) -> float:
+        return float(np.median(self.distances) - self.distances.min())
+
+    def distance_at(self, offset: int) -> float:
+        return float(self.distances[int(np.flatnonzero(self.offsets == offset)[0])])
+
+
+def pad_track(mouths: np.ndarray, window: int) -> np.ndarray:
+    """Repeat the edge frames of a track shorter than one window (a sub-window track is still scored)."""
+    if len(mouths) >= window:
+        return mouths
+    before = (window - len(mouths)) // 2
+    return np.concatenate([np.repeat(mouths[:1], before, 0), mouths,
+                           np.repeat(mouths[-1:], window - len(mouths) - before, 0)])
+
+
+@torch.no_grad()
+def video_windows(model: LipSyncNet, mouths: np.ndarray, batch: int = 256) -> torch.Tensor:
+    """Embeddings of every `window`-frame window at stride 1: [T - window + 1, D] for [T, H, W] mouths."""
+    cfg = model.config
+    clip = torch.as_tensor(pad_track(np.asarray(mouths), cfg.window), dtype=torch.float32)
+    if clip.max() > 1.5:  # uint8 crops
+        clip = clip / 255.0
+    windows = clip.unfold(0, cfg.window, 1)  # [N, H, W, T]
+    windows = windows.permute(0, 3, 1, 2).unsqueeze(1)  # [N, 1, T, H, W]
+    device = next(model.parameters()).device
+    return torch.cat([model.encode_video(windows[i:i + batch].to(device)) for i in range(0, len(windows), batch)])
+
+
+@torch.no_grad()
+def audio_windows(model: LipSyncNet, mel: np.ndarray, batch: int = 256) -> torch.Tensor:
+    """Embeddings of audio windows starting at every video frame k (mel frames 4k .. 4k + 19): [K, D]."""
+    cfg = model.config
+    step, length = cfg.mels_per_frame, cfg.audio_window
+    mel_t = torch.as_tensor(mel, dtype=torch.float32)
+    if len(mel_t) < length:
+        mel_t = F.pad(mel_t, (0, 0, 0, length - len(mel_t)))
+    windows = mel_t.unfold(0, length, step)  # [K, n_mels, length]
+    windows = windows.unsqueeze(1)
+    device = next(model.parameters()).device
+    return torch.cat([model.encode_audio(windows[i:i + batch].to(device)) for i in range(0, len(windows), batch)])
+
+
+def sync_profile(video: torch.Tensor, audio: torch.Tensor, start: int, max_offset: int) -> SyncProfile:
+    """Distances of video windows against audio windows at offsets -max_offset .. max_offset.
+
+    `video[t]` is the window of the track's frames t..t+4, which sit at video-frame index `start + t`
+    of the audio's timeline; `audio[k]` is the audio window starting at video-frame index k. Only
+    windows present at every offset are averaged, so each offset is judged on the same frames.
+    """
+    offsets = np.arange(-max_offset, max_offset + 1)
+    positions = start + np.arange(len(video))
+    valid = np.ones(len(video), dtype=bool)
+    for delta in (offsets[0], offsets[-1]):
+        valid &= (positions + delta >= 0) & (positions + delta < len(audio))
+    if not valid.any():  # a track too short for the whole search: use what each offset has
+        return _partial_profile(video, audio, positions, offsets)
+    rows = video[torch.as_tensor(valid)]
+    distances = []
+    for delta in offsets:
+        picked = audio[torch.as_tensor(positions[valid] + delta)]
+        distances.append(float(torch.linalg.vector_norm(rows - picked, dim=1).mean()))
+    return SyncProfile(offsets, np.asarray(distances), int(valid.sum()))
+
+
+def _partial_profile(video: torch.Tensor, audio: torch.Tensor, positions: np.ndarray, offsets: np.ndarray
+                     ) -> SyncProfile:
+    distances = []
+    for delta in offsets:
+        ok = (positions + delta >= 0) & (positions + delta < len(audio))
+        if not ok.any():
+            distances.append(2.0)
+            continue
+        picked = audio[torch.as_tensor(positions[ok] + delta)]
+        distances.append(float(torch.linalg.vector_norm(video[torch.as_tensor(ok)] - picked, dim=1).mean()))
+    return SyncProfile(offsets, np.asarray(distances), 0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# checkpoints: safetensors weights + a JSON config, never pickle
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+def save_checkpoint(model: LipSyncNet, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write `model.safetensors` and `config.json` (the architecture plus `extra`, e.g. training facts)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_FILE))
+    payload = {"architecture": "lipsyncnet", "config": model.config.to_dict(), **(extra or {})}
+    (directory / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
+    return directory
+
+
+def load_checkpoint(directory: str | Path, device: str = "cpu") -> tuple[LipSyncNet, dict[str, Any]]:
+    """Rebuild a saved LipSyncNet in eval mode; raises FileNotFoundError naming what is missing."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    for name in (WEIGHTS_FILE, CONFIG_FILE):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(f"no LipSyncNet checkpoint: {directory / name} is missing "
+                                    "(run `python -m pipeline lipsync_train` or `dvc repro lipsync_train`)")
+    payload = json.loads((directory / CONFIG_FILE).read_text())
+    model = LipSyncNet(LipSyncConfig.from_dict(payload["config"]))
+    model.load_state_dict(load_file(str(directory / WEIGHTS_FILE), device="cpu"))
+    return model.to(device).eval(), payload

@@ -1,0 +1,384 @@
+"""`lipsync_train`: train LipSyncNet on the corpus itself, with no downloaded weights and no labels.
+
+Self-supervision: a face track that shows the speaker moves its mouth in time with the utterance
+audio. Positives pair a mouth window with the audio under it; negatives pair it with the same
+track's audio shifted by `min_shift`..`max_shift` frames (teaches timing, not identity) or with
+another utterance's audio (`foreign` share).
+
+Which tracks are positives matters: in a multi-party scene a listener's track with the utterance
+audio is *not* in sync, and training on it would teach the model that silence matches speech.
+Positives therefore come from tracks we are confident show the speaker:
+
+1. single-face utterances whose track spans at least `min_coverage` of the utterance (the visible
+   face is usually the speaker; reaction shots are the exception and are outnumbered);
+2. multi-face utterances where the training-free mouth-motion baseline prefers one track by at least
+   `bootstrap_margin` (its correlation with loudness changes clearly beats every other face);
+3. after each training round (`rounds` > 1), multi-face utterances where the model itself now prefers
+   one track by at least `relabel_margin` (SyncNet's self-filtering idea, spec §9.5).
+
+Only utterances of `splits` (default: train) are read, and their dialogues are split again into a
+training and a dev part, so the dev sync accuracy is measured on unseen conversations and unseen
+faces. Outputs: `artifacts/lipsyncnet/` (safetensors + config.json) and `metrics/lipsyncnet.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+import torch
+
+from models.lipsyncnet import (
+    LipSyncConfig,
+    LipSyncNet,
+    audio_windows,
+    batch_sync_ce,
+    log_mel,
+    save_checkpoint,
+    sync_loss,
+    sync_profile,
+    video_windows,
+)
+from pipeline import paths
+from pipeline.config import ConfigError, positive
+from pipeline.device import resolve_device
+from pipeline.ledger import Failure, write_stage_ledger
+from pipeline.lipsync_data import Augment, PairSampler, TrackSeries, split_by_dialogue, timeline
+from pipeline.media import MediaError
+from pipeline.runner import Runner
+from pipeline.speaker_select import MouthMotionScorer, UtteranceContext
+from pipeline.stages.speaker import ClipRequest, collect_clips, tracks_of
+from pipeline.tables import read_frame
+
+STAGE = "lipsync_train"
+DEV_PAIRS = 1024
+OFFSET_SHIFTS = (-10, -5, 0, 5, 10)
+
+
+@dataclass
+class TrainOptions:
+    """The optimisation knobs of `params.lipsync`, checked once."""
+
+    steps: int = 300
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    margin: float = 1.5
+    alpha: float = 0.7
+    multiway_weight: float = 0.5
+    min_shift: int = 5
+    max_shift: int = 15
+    foreign: float = 0.25
+    seed: int = 0
+    device: str = "cpu"
+    augment: Augment = field(default_factory=Augment)
+
+    @classmethod
+    def from_params(cls, cfg: Mapping[str, Any]) -> TrainOptions:
+        def whole(key: str) -> int:
+            value = cfg.get(key, getattr(cls, key))
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"params.yaml: 'lipsync.{key}' must be a whole number >= 0, got {value!r}")
+            return value
+
+        def share(key: str) -> float:
+            value = cfg.get(key, getattr(cls, key))
+            if not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ConfigError(f"params.yaml: 'lipsync.{key}' must be a number in [0, 1], got {value!r}")
+            return float(value)
+
+        options = cls(steps=whole("steps"), batch_size=whole("batch_size"),
+                      lr=float(positive(cfg.get("lr", cls.lr), "lipsync.lr")),
+                      weight_decay=float(cfg.get("weight_decay", cls.weight_decay)),
+                      margin=float(positive(cfg.get("margin", cls.margin), "lipsync.margin")),
+                      alpha=share("alpha"), multiway_weight=float(cfg.get("multiway_weight", cls.multiway_weight)),
+                      min_shift=whole("min_shift"), max_shift=whole("max_shift"), foreign=share("foreign"),
+                      seed=whole("seed"), device=resolve_device(cfg.get("device", "auto"), "lipsync.device"))
+        if options.batch_size < 2:
+            raise ConfigError(f"params.yaml: 'lipsync.batch_size' must be at least 2, got {options.batch_size}")
+        if not 1 <= options.min_shift <= options.max_shift:
+            raise ConfigError("params.yaml: 'lipsync.min_shift' and 'lipsync.max_shift' must satisfy "
+                              f"1 <= min_shift <= max_shift, got {options.min_shift}, {options.max_shift}")
+        augment = cfg.get("augment") or {}
+        unknown = set(augment) - {"flip", "shift", "scale", "noise", "reverse"}
+        if unknown:
+            raise ConfigError(f"params.yaml: unknown key(s) in 'lipsync.augment': {', '.join(sorted(unknown))}; "
+                              "allowed: flip, shift, scale, noise, reverse")
+        options.augment = Augment(**{k: float(v) for k, v in augment.items()})
+        return options
+
+
+def model_config(cfg: Mapping[str, Any]) -> LipSyncConfig:
+    """`lipsync.model` -> LipSyncConfig (unknown keys are a configuration error)."""
+    try:
+        return LipSyncConfig.from_dict(dict(cfg.get("model") or {}))
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"params.yaml: 'lipsync.model': {error}") from error
+
+
+# ---------------------------------------------------------------------------------------------------
+# training
+
+
+def _tensor(array: np.ndarray, device: str) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+
+def train_model(series: list[TrackSeries], mels: Mapping[str, np.ndarray], config: LipSyncConfig,
+                options: TrainOptions, model: LipSyncNet | None = None,
+                progress: Callable[[int, int], None] | None = None) -> tuple[LipSyncNet, dict[str, float]]:
+    """Train (or keep training) a LipSyncNet on positive series; returns it in eval mode and last-step stats."""
+    torch.manual_seed(options.seed)
+    model = (model or LipSyncNet(config)).to(options.device)
+    sampler = PairSampler(series, dict(mels), config.window, config.mels_per_frame, options.min_shift,
+                          options.max_shift, options.foreign, options.augment, options.seed)
+    if not len(sampler):
+        raise ConfigError("lipsync: no positive window to train on (positives must be at least "
+                          f"{config.window} frames long)")
+    optimiser = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=options.lr, total_steps=max(1, options.steps),
+                                                   pct_start=0.1)
+    stats: dict[str, float] = {}
+    model.train()
+    for step in range(options.steps):
+        batch = sampler.sample(options.batch_size)
+        video = model.encode_video(_tensor(batch.video, options.device))
+        audio_pos = model.encode_audio(_tensor(batch.audio_pos, options.device))
+        audio_neg = model.encode_audio(_tensor(batch.audio_neg, options.device))
+        d_pos = torch.linalg.vector_norm(video - audio_pos, dim=1)
+        d_neg = torch.linalg.vector_norm(video - audio_neg, dim=1)
+        loss, parts = sync_loss(d_pos, d_neg, options.margin, options.alpha)
+        if options.multiway_weight:
+            loss = loss + options.multiway_weight * batch_sync_ce(video, audio_pos, audio_neg)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        stats = {"loss": float(loss.detach()), "rank": float(parts["rank"]), "align": float(parts["align"]),
+                 "pair_accuracy": float((d_pos < d_neg).float().mean())}
+        if progress is not None and (step + 1) % 10 == 0:
+            progress(step + 1, options.steps)
+    return model.eval(), stats
+
+
+# ---------------------------------------------------------------------------------------------------
+# evaluation without labels
+
+
+@torch.no_grad()
+def pair_accuracy(model: LipSyncNet, series: list[TrackSeries], mels: Mapping[str, np.ndarray],
+                  options: TrainOptions, pairs: int = DEV_PAIRS) -> float | None:
+    """Share of (in-sync, out-of-sync) pairs where the in-sync audio is closer: the dev sync accuracy."""
+    cfg = model.config
+    sampler = PairSampler(series, dict(mels), cfg.window, cfg.mels_per_frame, options.min_shift, options.max_shift,
+                          options.foreign, None, seed=12345)
+    if not len(sampler):
+        return None
+    hits = 0
+    for start in range(0, pairs, 256):
+        batch = sampler.sample(min(256, pairs - start))
+        video = model.encode_video(_tensor(batch.video, options.device))
+        d_pos = torch.linalg.vector_norm(video - model.encode_audio(_tensor(batch.audio_pos, options.device)), dim=1)
+        d_neg = torch.linalg.vector_norm(video - model.encode_audio(_tensor(batch.audio_neg, options.device)), dim=1)
+        hits += int((d_pos < d_neg).sum())
+    return hits / pairs
+
+
+def offset_recovery(model: LipSyncNet, series: list[TrackSeries], mels: Mapping[str, np.ndarray],
+                    search: int = 12) -> float | None:
+    """Share of injected A/V shifts (+-0, 5, 10 frames) that the offset search finds within +-1 frame."""
+    found = []
+    for s in series:
+        if len(s.mouths) < 2 * search + 10:
+            continue
+        video = video_windows(model, s.mouths)
+        audio = audio_windows(model, mels[s.utt_id])
+        for shift in OFFSET_SHIFTS:
+            profile = sync_profile(video, audio, s.start + shift, search)
+            found.append(abs(profile.best_offset + shift) <= 1)
+    return float(np.mean(found)) if found else None
+
+
+# ---------------------------------------------------------------------------------------------------
+# material: mouths of every track of the chosen utterances, decoded once per media file
+
+
+@dataclass
+class UtteranceTracks:
+    utt_id: str
+    dialogue_id: str
+    frames: int  # length of the utterance in source frames
+    series: dict[int, TrackSeries]
+    coverage: dict[int, float]  # share of the utterance each track spans
+    motion_pick: tuple[int, float] | None  # mouth-motion choice and margin (multi-face only)
+
+
+def _material_for_media(media: Path, rows: pd.DataFrame, faces_by_utt: Mapping[str, pd.DataFrame],
+                        dialogues: Mapping[str, str], config: LipSyncConfig
+                        ) -> tuple[list[UtteranceTracks], dict[str, np.ndarray], list[Failure]]:
+    cuts = {cut.utt_id: cut for cut in rows.itertuples(index=False)}
+    requests = [ClipRequest(c.utt_id, int(c.start_frame), int(c.end_frame), float(c.fps), float(c.start),
+                            tracks_of(faces_by_utt[c.utt_id]), [], True)
+                for c in cuts.values() if c.utt_id in faces_by_utt]
+    motion = MouthMotionScorer()
+    material, mels, problems = [], {}, []
+    try:
+        for item in collect_clips(media, requests, (config.mouth_height, config.mouth_width)):
+            cut = cuts[item.request.utt_id]
+            clips = [c for c in item.clips if c.lips is not None and len(c.lips)]
+            if not clips:
+                continue
+            try:
+                audio, rate = sf.read(cut.audio, dtype="float32")
+            except (OSError, RuntimeError) as error:
+                problems.append(Failure(STAGE, cut.utt_id, f"audio unreadable: {error}"))
+                continue
+            audio = audio.mean(axis=1) if audio.ndim > 1 else audio
+            mels[cut.utt_id] = log_mel(audio, int(rate), config.n_mels)
+            series, coverage = {}, {}
+            length = max(1, int(cut.end_frame) - int(cut.start_frame))
+            for clip in clips:
+                start, positions = timeline(clip.times, config.fps)
+                series[clip.track_id] = TrackSeries(cut.utt_id, dialogues.get(cut.utt_id, cut.utt_id),
+                                                    clip.track_id, start, clip.lips[positions])
+                coverage[clip.track_id] = len(clip.frames) / length
+            pick = None
+            if len(clips) > 1:
+                context = UtteranceContext(cut.utt_id, audio, int(rate), float(cut.fps))
+                ranked = sorted(motion.score(clips, context).items(), key=lambda kv: (-kv[1], kv[0]))
+                pick = (int(ranked[0][0]), float(ranked[0][1] - ranked[1][1]))
+            material.append(UtteranceTracks(cut.utt_id, dialogues.get(cut.utt_id, cut.utt_id), length, series,
+                                            coverage, pick))
+    except MediaError as error:
+        problems.extend(Failure(STAGE, utt_id, f"video unreadable: {error}") for utt_id in cuts)
+    return material, mels, problems
+
+
+def select_positives(material: list[UtteranceTracks], min_coverage: float, bootstrap_margin: float
+                     ) -> tuple[list[TrackSeries], dict[str, int]]:
+    """Tracks believed to show the speaker (see the module docstring): single faces and confident picks."""
+    positives, counts = [], {"single_face": 0, "mouth_motion": 0}
+    for utt in material:
+        if len(utt.series) == 1:
+            track = next(iter(utt.series))
+            if utt.coverage[track] >= min_coverage:
+                positives.append(utt.series[track])
+                counts["single_face"] += 1
+        elif utt.motion_pick is not None and utt.motion_pick[1] >= bootstrap_margin:
+            positives.append(utt.series[utt.motion_pick[0]])
+            counts["mouth_motion"] += 1
+    return positives, counts
+
+
+def model_picks(model: LipSyncNet, material: list[UtteranceTracks], mels: Mapping[str, np.ndarray],
+                max_offset: int) -> dict[str, tuple[int, float]]:
+    """LipSyncNet's choice and margin for every multi-face utterance."""
+    picks = {}
+    for utt in material:
+        if len(utt.series) < 2:
+            continue
+        audio = audio_windows(model, mels[utt.utt_id])
+        scores = {t: -sync_profile(video_windows(model, s.mouths), audio, s.start, max_offset).best_distance
+                  for t, s in utt.series.items()}
+        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+        picks[utt.utt_id] = (int(ranked[0][0]), float(ranked[0][1] - ranked[1][1]))
+    return picks
+
+
+def _number(cfg: Mapping[str, Any], key: str, default: float, low: float, high: float) -> float:
+    value = cfg.get(key, default)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
+        raise ConfigError(f"params.yaml: 'lipsync.{key}' must be a number in [{low}, {high}], got {value!r}")
+    return float(value)
+
+
+def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[str, Any]:
+    started = time.perf_counter()
+    cfg = dict(params.get("lipsync") or {})
+    options = TrainOptions.from_params(cfg)
+    config = model_config(cfg)
+    splits = cfg.get("splits", ["train"])
+    if not isinstance(splits, list) or not splits or not set(splits) <= {"train", "dev", "test"}:
+        raise ConfigError(f"params.yaml: 'lipsync.splits' must be a list drawn from train, dev, test; got {splits!r}")
+    min_coverage = _number(cfg, "min_coverage", 0.8, 0, 1)
+    bootstrap_margin = _number(cfg, "bootstrap_margin", 0.2, 0, 2)
+    relabel_margin = _number(cfg, "relabel_margin", 0.1, 0, 2)
+    dev_fraction = _number(cfg, "dev_fraction", 0.2, 0, 0.9)
+    rounds = int(_number(cfg, "rounds", 1, 1, 10))
+    max_offset = int(_number(cfg, "max_offset", 2, 0, 50))
+    max_utterances = int(_number(cfg, "max_utterances", 3000, 1, 10**9))
+
+    from pipeline.manifest import read_manifest
+
+    manifest = read_manifest().frame
+    manifest = manifest[manifest.split.isin(splits)]
+    dialogues = dict(zip(manifest.utt_id, manifest.dialogue_id))
+    cuts = read_frame(paths.CUTS)
+    cuts = cuts[cuts.has_video & cuts.utt_id.isin(dialogues)]
+    if len(cuts) > max_utterances:
+        cuts = cuts.sample(n=max_utterances, random_state=options.seed)
+    faces = read_frame(paths.FACES)
+    faces_by_utt = {u: rows for u, rows in faces.groupby("utt_id", sort=False) if u in set(cuts.utt_id)}
+    train_dialogues, dev_dialogues = split_by_dialogue(sorted(set(cuts.utt_id.map(dialogues))), dev_fraction,
+                                                       options.seed)
+
+    results = runner.map(lambda item: _material_for_media(Path(item[0]), item[1], faces_by_utt, dialogues, config),
+                         list(cuts.groupby("media", sort=True)), name=f"{STAGE}: mouths")
+    material = [m for part, _, _ in results for m in part]
+    mels = {k: v for _, part, _ in results for k, v in part.items()}
+    problems = [p for _, _, part in results for p in part]
+    train_material = [m for m in material if m.dialogue_id in train_dialogues]
+    dev_material = [m for m in material if m.dialogue_id in dev_dialogues]
+    positives, counts = select_positives(train_material, min_coverage, bootstrap_margin)
+    dev_positives, _ = select_positives(dev_material, min_coverage, bootstrap_margin)
+    if not positives:
+        raise ConfigError("lipsync: no positive tracks among the training utterances (no single-face track "
+                          f"spanning lipsync.min_coverage={min_coverage} and no mouth-motion pick with margin >= "
+                          f"lipsync.bootstrap_margin={bootstrap_margin}); lower one of them")
+
+    model, stats = None, {}
+    relabelled = 0
+    for round_index in range(rounds):
+        if round_index:
+            picks = model_picks(model, train_material, mels, max_offset)
+            single, _ = select_positives([m for m in train_material if len(m.series) == 1], min_coverage, 2.0)
+            confident = [m.series[picks[m.utt_id][0]] for m in train_material
+                         if m.utt_id in picks and picks[m.utt_id][1] >= relabel_margin]
+            positives, relabelled = single + confident, len(confident)
+        model, stats = train_model(positives, mels, config, options, model,
+                                   lambda done, total, r=round_index: runner.hook(
+                                       f"{STAGE}: round {r + 1}/{rounds}", done, total))
+
+    agreement = None
+    confident_dev = [m for m in dev_material if m.motion_pick is not None and m.motion_pick[1] >= bootstrap_margin]
+    if confident_dev:
+        picks = model_picks(model, confident_dev, mels, max_offset)
+        agreement = float(np.mean([picks[m.utt_id][0] == m.motion_pick[0] for m in confident_dev]))
+    metrics = {
+        "dev_sync_accuracy": pair_accuracy(model, dev_positives, mels, options),
+        "dev_offset_accuracy": offset_recovery(model, dev_positives, mels),
+        "dev_agreement_with_mouth_motion": agreement,
+        "train_sync_accuracy": pair_accuracy(model, positives, mels, options),
+        "train_last_step": stats,
+        "positives": {**counts, "relabelled": relabelled, "dev": len(dev_positives)},
+        "utterances": {"train": len(train_material), "dev": len(dev_material)},
+        "dialogues": {"train": len(train_dialogues), "dev": len(dev_dialogues)},
+        "rounds": rounds, "steps": options.steps, "device": options.device,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    metrics = {k: (round(v, 4) if isinstance(v, float) and math.isfinite(v) else v) for k, v in metrics.items()}
+    save_checkpoint(model.cpu(), paths.LIPSYNC_DIR, {"training": {k: v for k, v in cfg.items() if k != "model"},
+                                                      "metrics": metrics})
+    paths.LIPSYNC_METRICS.parent.mkdir(parents=True, exist_ok=True)
+    paths.LIPSYNC_METRICS.write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    write_stage_ledger(STAGE, problems, len(cuts), params["run"]["max_failure_ratio"])
+    return {"positives": metrics["positives"], "dev_sync_accuracy": metrics["dev_sync_accuracy"],
+            "dev_offset_accuracy": metrics["dev_offset_accuracy"], "skipped": len(problems)}
