@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,12 +32,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from pipeline.config import load_params  # noqa: E402
+from pipeline.datasets.demo_video import encode_mp4  # noqa: E402
 from pipeline.hooks import silent_hook  # noqa: E402
 from pipeline.manifest import write_manifest  # noqa: E402
 from pipeline.media import iter_frames, probe, read_audio  # noqa: E402
@@ -57,20 +56,6 @@ LIPSYNC = {  # the `lipsync:` block proposed for params.yaml, with the benchmark
     "augment": {"flip": 0.5, "shift": 0.08, "scale": 0.1, "noise": 0.03, "reverse": 0.5},
     "max_offset": 1, "model": {},
 }
-
-
-def write_video(path: Path, frames: np.ndarray, audio: np.ndarray | None) -> None:
-    """H.264 (+ AAC) through the ffmpeg CLI."""
-    height, width = frames.shape[1:3]
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = ["ffmpeg", "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
-               "-r", str(FPS), "-i", "-"]
-        if audio is not None:
-            wav = Path(tmp) / "a.wav"
-            sf.write(wav, audio, RATE)
-            cmd += ["-i", str(wav), "-c:a", "aac", "-shortest"]
-        cmd += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p", str(path)]
-        subprocess.run(cmd, input=frames.tobytes(), check=True, capture_output=True)
 
 
 def load_clips(folder: Path) -> dict[str, dict[str, Any]]:
@@ -174,7 +159,8 @@ def run_fold(fold: int, train_names: list[str], test_names: list[str], clips: di
         variants = args.two_face_variants if faces == 2 else args.three_face_variants
         for i, scene in enumerate(compose_scenes(clips, test_names, faces, variants, rng)):
             utt = f"f{fold}_{faces}face_{i:03d}"
-            write_video(test_dir / "corpus" / f"{utt}.mp4", scene["frames"], scene["audio"])
+            height, width = scene["frames"].shape[1:3]
+            encode_mp4(scene["frames"], scene["audio"], RATE, test_dir / "corpus" / f"{utt}.mp4", width, height, FPS)
             scenes[utt] = {**scene, "utt_id": utt, "dialogue_id": utt, "media": f"{utt}.mp4"}
     os.chdir(test_dir)
     write_manifest(manifest_rows(list(scenes.values())), test_dir / "corpus", ["neutral"], "grid")
