@@ -22,6 +22,7 @@ from extractors.base import (
     WaveformItem,
     cached_model,
     cap_sequence,
+    check_waveform,
     choice_option,
     sequence_options,
 )
@@ -84,13 +85,7 @@ class OpenSmileExtractor(Extractor):
         return len(self._smile().feature_names)
 
     def check(self, item: WaveformItem) -> None:
-        samples = np.asarray(item.samples)
-        if samples.ndim != 1:
-            raise BadInput(f"expected a mono signal, got shape {samples.shape}")
-        if samples.size == 0:
-            raise BadInput("empty audio signal")
-        if not np.isfinite(samples).all():
-            raise BadInput("audio contains NaN or infinite samples")
+        check_waveform(item)
 
     def extract(self, items: Sequence[WaveformItem]) -> np.ndarray:
         return self.extract_with_sequences(items)[0]

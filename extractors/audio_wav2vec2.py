@@ -28,6 +28,7 @@ from extractors.base import (
     WaveformItem,
     cached_model,
     cap_sequence,
+    check_waveform,
     device_option,
     dtype_option,
     float_option,
@@ -144,13 +145,7 @@ class Wav2Vec2Extractor(Extractor):
         return int(self._speech().model._get_feat_extract_output_lengths(torch.tensor(samples)))
 
     def check(self, item: WaveformItem) -> None:
-        samples = np.asarray(item.samples)
-        if samples.ndim != 1:
-            raise BadInput(f"expected a mono signal, got shape {samples.shape}")
-        if samples.size == 0:
-            raise BadInput("empty audio signal")
-        if not np.isfinite(samples).all():
-            raise BadInput("audio contains NaN or infinite samples")
+        samples = check_waveform(item)
         if item.sample_rate != 16_000:
             raise BadInput(f"wav2vec2 needs 16 kHz audio, got {item.sample_rate} Hz")
         if self.frames_for(samples.size) < 1:

@@ -250,6 +250,18 @@ def visual_input_option(config: Mapping[str, Any], field: str = "input") -> str:
     return VISUAL_INPUTS[choice_option(config, field, VISUAL_INPUTS)]
 
 
+def check_waveform(item: WaveformItem) -> np.ndarray:
+    """Raise BadInput unless the item holds a non-empty, finite mono signal; returns it as an array."""
+    samples = np.asarray(item.samples)
+    if samples.ndim != 1:
+        raise BadInput(f"expected a mono signal, got shape {samples.shape}")
+    if samples.size == 0:
+        raise BadInput("empty audio signal")
+    if not np.isfinite(samples).all():
+        raise BadInput("audio contains NaN or infinite samples")
+    return samples
+
+
 def check_frames(item: FramesItem) -> None:
     """Raise BadInput unless the item holds at least one RGB uint8 [H, W, 3] image."""
     if len(item.frames) == 0:

@@ -48,9 +48,8 @@ def ran_stages(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
-    repo = tmp_path_factory.mktemp("dvc_repo")
+def build_workspace(repo: Path) -> Path:
+    """A git + DVC repository holding a copy of the code and tiny params, committed once."""
     for name in CODE:
         source = PROJECT / name
         if source.is_dir():
@@ -67,6 +66,11 @@ def workspace(tmp_path_factory) -> Path:
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "workspace"], repo)  # dvclive and `dvc exp` need a commit to refer to
     return repo
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    return build_workspace(tmp_path_factory.mktemp("dvc_repo"))
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,12 @@ folder the test builds); DVC's own `status --json` and the "Running stage" lines
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.test_dvc_pipeline import CODE, PROJECT, ran_stages, run, tiny_params
+from tests.test_dvc_pipeline import build_workspace, ran_stages, run
 from tests.test_extractors_suite import tiny_wav2vec2
 
 pytestmark = pytest.mark.slow
@@ -24,20 +23,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
     """One repository for the whole module, already reproduced once."""
-    repo = tmp_path_factory.mktemp("swap_repo")
-    for name in CODE:
-        source = PROJECT / name
-        if source.is_dir():
-            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif source.exists():
-            shutil.copy(source, repo / name)
-    params = tiny_params(yaml.safe_load((repo / "params.yaml").read_text()))
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "ci@example.com"],
-                ["git", "config", "user.name", "ci"], ["dvc", "init", "-q"],
-                ["dvc", "config", "core.analytics", "false"], ["git", "add", "-A"],
-                ["git", "commit", "-qm", "code"], ["dvc", "repro"]):  # a user's repo has commits (dvclive reads HEAD)
-        run(cmd, repo)
+    repo = build_workspace(tmp_path_factory.mktemp("swap_repo"))
+    run(["dvc", "repro"], repo)
     return repo
 
 

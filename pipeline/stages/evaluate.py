@@ -35,6 +35,18 @@ PROTOCOL = "best epoch selected on dev weighted F1; test reported; mean ± std o
 SPLITS = ("dev", "test")
 
 
+
+def prediction_frame(utt_ids: list[str], split: str, seed: int, truth: np.ndarray, predicted: np.ndarray,
+                     labels: list[str]) -> pd.DataFrame:
+    """One seed's predictions on one split as rows of `predictions.parquet` (unlabelled truth -> None)."""
+    return pd.DataFrame({
+        "utt_id": utt_ids,
+        "split": split,
+        "seed": seed,
+        "label": [labels[t] if t != IGNORE_INDEX else None for t in truth],
+        "predicted": [labels[p] for p in predicted],
+    })
+
 def _check_checkpoints(spec: ModelSpec, configs: dict[int, dict[str, Any]]) -> None:
     """Refuse to score checkpoints that no longer match the params or the feature files."""
     current = feature_fingerprints(spec.inputs)
@@ -99,17 +111,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
             )
             labeled = truth != IGNORE_INDEX
             entry[split] = classification_scores(truth[labeled], predicted[labeled], data.labels)
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "utt_id": utt_ids,
-                        "split": split,
-                        "seed": seed,
-                        "label": [data.labels[t] if t != IGNORE_INDEX else None for t in truth],
-                        "predicted": [data.labels[p] for p in predicted],
-                    }
-                )
-            )
+            frames.append(prediction_frame(utt_ids, split, seed, truth, predicted, data.labels))
         per_seed.append(entry)
         runner.hook(step, done, len(cfg.seeds))
 

@@ -326,8 +326,9 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     if len(cuts) > max_utterances:
         cuts = cuts.sample(n=max_utterances, random_state=options.seed)
     faces = read_frame(paths.FACES)
-    faces_by_utt = {u: rows for u, rows in faces.groupby("utt_id", sort=False) if u in set(cuts.utt_id)}
-    train_dialogues, dev_dialogues = split_by_dialogue(sorted(set(cuts.utt_id.map(dialogues))), dev_fraction,
+    wanted = set(cuts.utt_id)
+    faces_by_utt = {u: rows for u, rows in faces[faces.utt_id.isin(wanted)].groupby("utt_id", sort=False)}
+    train_dialogues, dev_dialogues = split_by_dialogue(sorted({dialogues[u] for u in wanted}), dev_fraction,
                                                        options.seed)
 
     results = runner.map(lambda item: _material_for_media(Path(item[0]), item[1], faces_by_utt, dialogues, config),

@@ -23,7 +23,7 @@ from pipeline import paths
 from pipeline.device import resolve_device
 from pipeline.manifest import read_manifest
 from pipeline.runner import Runner
-from pipeline.stages.evaluate import SPLITS, _check_checkpoints, majority_baseline
+from pipeline.stages.evaluate import SPLITS, _check_checkpoints, majority_baseline, prediction_frame
 from pipeline.tables import write_frame
 from pipeline.training.data import load_dialogue_data
 from pipeline.training.metrics import aggregate_scores, classification_scores, confusion_matrix, unweighted_accuracy
@@ -182,18 +182,8 @@ def evaluate_folds(runner: Runner, spec: ModelSpec, cfg: TrainConfig) -> dict[st
                     model, data.split(split), data.inputs, cfg.batch_dialogues, device
                 )
                 entry[split] = _scores(truth, predicted, data.labels)
-                frames.append(
-                    pd.DataFrame(
-                        {
-                            "utt_id": utt_ids,
-                            "split": split,
-                            "seed": seed,
-                            "label": [data.labels[t] if t != IGNORE_INDEX else None for t in truth],
-                            "predicted": [data.labels[p] for p in predicted],
-                            "fold": fold.name,
-                        }
-                    )
-                )
+                rows = prediction_frame(utt_ids, split, seed, truth, predicted, data.labels)
+                frames.append(rows.assign(fold=fold.name))
             per_seed[seed][fold.name] = entry
         per_fold[fold.name] = {
             split: aggregate_scores([per_seed[seed][fold.name][split] for seed in cfg.seeds]) for split in SPLITS

@@ -276,11 +276,15 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     summary = speakers.to_pandas()
     return {"utterances": len(summary), "reasons": summary.reason.value_counts().to_dict(),
             "crops": crops.num_rows, "failures": len(failures), "method": method,
-            **truth_agreement(summary)}
+            **truth_agreement(summary, faces_by_utt)}
 
 
-def truth_agreement(choices: pd.DataFrame) -> dict[str, Any]:
-    """Share of multi-face utterances whose chosen track is the generator's true speaker (demo)."""
+def truth_agreement(choices: pd.DataFrame,
+                    faces_by_utt: Mapping[str, pd.DataFrame] | None = None) -> dict[str, Any]:
+    """Share of multi-face utterances whose chosen track is the generator's true speaker (demo).
+
+    `faces_by_utt` (the faces table grouped by utterance) saves a second read when the caller has it.
+    """
     from pipeline.manifest import read_manifest
 
     if not paths.MANIFEST.exists():
@@ -288,12 +292,13 @@ def truth_agreement(choices: pd.DataFrame) -> dict[str, Any]:
     manifest = read_manifest().frame
     if "true_speaker" not in manifest.columns or choices.empty:
         return {}
-    faces = read_frame(paths.FACES)
+    if faces_by_utt is None:
+        faces_by_utt = dict(tuple(read_frame(paths.FACES).groupby("utt_id", sort=False)))
     truth = manifest.set_index("utt_id")
     hits = total = 0
     for row in choices.itertuples(index=False):
-        utt_faces = faces[faces.utt_id == row.utt_id]
-        if utt_faces.track_id.nunique() < 2 or row.track_id < 0 or row.utt_id not in truth.index:
+        utt_faces = faces_by_utt.get(row.utt_id)
+        if utt_faces is None or utt_faces.track_id.nunique() < 2 or row.track_id < 0 or row.utt_id not in truth.index:
             continue
         boxes = json.loads(truth.at[row.utt_id, "true_boxes"])
         centres = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] for b in boxes])

@@ -54,6 +54,7 @@ from pipeline.training.trainer import (
     SeedResult,
     TrainConfig,
     code_version,
+    deterministic_on_cpu,
     effective_loss_weights,
     feature_stats,
     fit_seed,
@@ -485,11 +486,7 @@ def refine_seed(
     twice) the two backbones' own training settings for out-of-fold categories.
     """
     device = resolve_device(train_cfg.device, "train.device")
-    on_cpu = torch.device(device).type == "cpu"
-    was_deterministic = torch.are_deterministic_algorithms_enabled()
-    if on_cpu:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
+    with deterministic_on_cpu(device):
         seed_everything(seed)
         rng = np.random.default_rng(seed)
         multi, text = (m.to(device) for m in models)
@@ -564,9 +561,6 @@ def refine_seed(
             if cfg.curriculum.dynamic and ratio < 1.0:
                 curriculum = categorise_training_split(pair, (multi, text), train_cfg, device, rng)
                 info.setdefault("dynamic_counts", []).append(curriculum.counts())
-    finally:
-        if on_cpu:
-            torch.use_deterministic_algorithms(was_deterministic)
     results = {
         role: SeedResult(seed, best[role][1], len(history), best[role][2], history, best[role][3] or {})
         for role in ("multi", "text")

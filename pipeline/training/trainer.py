@@ -15,7 +15,7 @@ import os
 import random
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,6 +225,20 @@ class SeedResult:
         return {"seed": self.seed, "best_epoch": self.best_epoch, "epochs_run": self.epochs_run, "dev": self.dev}
 
 
+@contextmanager
+def deterministic_on_cpu(device: str) -> Iterator[None]:
+    """Deterministic kernels while training on the CPU, so a seed reruns bit for bit; restored afterwards."""
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -332,10 +346,7 @@ def fit_seed(
         raise ValueError("no dev dialogues in the manifest: model selection needs a dev split")
     device = resolve_device(cfg.device, "train.device")
     on_cpu = torch.device(device).type == "cpu"
-    was_deterministic = torch.are_deterministic_algorithms_enabled()
-    if on_cpu:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
+    with deterministic_on_cpu(device):
         seed_everything(seed)
         model = build_model(spec.kind, spec.params, data.input_dims, len(data.labels)).to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -388,9 +399,6 @@ def fit_seed(
                 waited += 1
                 if waited >= cfg.patience:
                     break
-    finally:
-        if on_cpu:
-            torch.use_deterministic_algorithms(was_deterministic)
     return SeedResult(seed, best_epoch, len(history), best_dev, history, best_state or {})
 
 
