@@ -55,3 +55,36 @@ class FaceDetector:
             frame_boxes[:, [1, 3]] = frame_boxes[:, [1, 3]].clip(0, height)
             results.append((frame_boxes[keep], frame_probs[keep]))
         return results
+
+
+class LandmarkModel:
+    """MTCNN's last stage (O-Net) on given face boxes: five landmarks and a face probability per box.
+
+    The detector runs on a few sampled frames; O-Net alone is cheap enough for every frame of a
+    track (one 48 x 48 patch per face), so mouth crops can follow the face at the video's own rate.
+    """
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
+
+    def __call__(self, patches: np.ndarray, squared_boxes: np.ndarray, batch: int = 512
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """`patches` [N, 48, 48, 3] uint8 RGB cut from `squared_boxes` [N, 4] -> landmarks [N, 5, 2], probs [N]."""
+        import torch
+
+        if not len(patches):
+            return np.zeros((0, 5, 2)), np.zeros(0)
+        onet = _mtcnn(self.device, 20, 0.9).onet
+        points, probs = [], []
+        with torch.no_grad():
+            for start in range(0, len(patches), batch):
+                x = torch.as_tensor(np.ascontiguousarray(patches[start:start + batch])).permute(0, 3, 1, 2).float()
+                _, landmarks, face = onet(((x - 127.5) * 0.0078125).to(self.device))
+                points.append(landmarks.cpu().numpy())
+                probs.append(face[:, 1].cpu().numpy())
+        relative = np.concatenate(points).astype(np.float64)
+        boxes = np.asarray(squared_boxes, dtype=np.float64)
+        side = (boxes[:, 2] - boxes[:, 0])[:, None]
+        xs = boxes[:, :1] + side * relative[:, :5]
+        ys = boxes[:, 1:2] + side * relative[:, 5:]
+        return np.stack([xs, ys], axis=2), np.concatenate(probs).astype(np.float64)

@@ -24,9 +24,9 @@ import pandas as pd
 import soundfile as sf
 
 from pipeline import paths
+from pipeline.clips import ClipRequest, collect_clips, evenly, tracks_of
 from pipeline.config import load_params
 from pipeline.media import MediaError, iter_frames
-from pipeline.stages.speaker import ClipRequest, collect_clips, evenly, tracks_of
 from pipeline.tables import read_frame
 from pipeline.tracking import box_at
 

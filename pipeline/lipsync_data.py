@@ -16,22 +16,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-LIP_TOP = 0.52  # lower-face region, as fractions of the face box: rows from 52 % of its height ...
-LIP_BOTTOM = 1.02  # ... to just below the chin line
-LIP_SIDE = 0.12  # columns: the box minus 12 % of its width on either side
-
-
-def lip_crop(frame: np.ndarray, box: Sequence[float], height: int, width: int) -> np.ndarray:
-    """The lower face (mouth and jaw) of an RGB frame, grey uint8 [height, width]; edge-padded at borders."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    w, h = max(x2 - x1, 1.0), max(y2 - y1, 1.0)
-    src = np.float32([[x1 + LIP_SIDE * w, y1 + LIP_TOP * h], [x2 - LIP_SIDE * w, y1 + LIP_TOP * h],
-                      [x1 + LIP_SIDE * w, y1 + LIP_BOTTOM * h]])
-    dst = np.float32([[0, 0], [width, 0], [0, height]])
-    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) if frame.ndim == 3 else frame
-    return cv2.warpAffine(grey, cv2.getAffineTransform(src, dst), (width, height), flags=cv2.INTER_AREA,
-                          borderMode=cv2.BORDER_REPLICATE)
-
 
 def timeline(times: np.ndarray, fps: float) -> tuple[int, np.ndarray]:
     """Map a track's frame times (seconds from the audio start) onto the audio's `fps` timeline.

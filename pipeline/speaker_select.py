@@ -31,7 +31,8 @@ class TrackClip:
     boxes: np.ndarray  # [T, 4] source pixels
     times: np.ndarray  # [T] seconds from the start of the utterance audio
     mouths: np.ndarray | None = None  # [T, 8, 16] float32 grey mouth patches (motion baseline)
-    lips: np.ndarray | None = None  # [T, h, w] uint8 lower-face crops (LipSyncNet)
+    lips: np.ndarray | None = None  # [T, h, w] uint8 mouth crops aligned on landmarks (LipSyncNet)
+    landmarks: np.ndarray | None = None  # [T, 5, 2] steadied landmarks the crops were aligned on
 
     @property
     def mean_area(self) -> float:
@@ -195,9 +196,10 @@ class LipSyncScorer:
     needs_frames = True
     scores_single = True
 
-    def __init__(self, model: Any, max_offset: int = 2) -> None:
+    def __init__(self, model: Any, max_offset: int = 2, selection: Mapping[str, Any] | None = None) -> None:
         self.model = model
         self.max_offset = int(max_offset)
+        self.selection = selection  # the scorer choice `lipsync_train` stored with the checkpoint, if any
 
     @property
     def lip_size(self) -> tuple[int, int]:
@@ -212,11 +214,11 @@ class LipSyncScorer:
 
         lipsync = cfg.get("lipsync") or {}
         device = resolve_device(lipsync.get("device", "auto"), "lipsync.device")
-        model, _ = load_checkpoint(cfg.get("checkpoint") or paths.LIPSYNC_DIR, device)
+        model, payload = load_checkpoint(cfg.get("checkpoint") or paths.LIPSYNC_DIR, device)
         max_offset = lipsync.get("max_offset", 2)
         if not isinstance(max_offset, int) or max_offset < 0:
             raise ConfigError(f"params.yaml: 'lipsync.max_offset' must be a whole number >= 0, got {max_offset!r}")
-        return cls(model, max_offset)
+        return cls(model, max_offset, payload.get("selection"))
 
     def profiles(self, clips: list[TrackClip], context: UtteranceContext) -> dict[int, Any]:
         """Track id -> `models.lipsyncnet.SyncProfile` (distance per offset, best offset, confidence)."""
@@ -238,12 +240,96 @@ class LipSyncScorer:
         return {track: -profile.best_distance for track, profile in self.profiles(clips, context).items()}
 
 
+class FusedScorer:
+    """LipSyncNet and mouth motion together: each score divided by its spread, then mixed.
+
+    The two scorers fail on different clips (LipSyncNet on faces unlike its training faces, the
+    motion baseline on heads that move or mouths that move without sound), so a mix can beat both.
+    `scales` (the standard deviation of each scorer's scores over the corpus's dev tracks) puts them
+    on one footing; `weight` is LipSyncNet's share. Both come from `lipsync_train`'s selection.
+    """
+
+    needs_frames = True
+    scores_single = True
+
+    def __init__(self, lipsync: LipSyncScorer, motion: MouthMotionScorer, weight: float,
+                 scales: Mapping[str, float]) -> None:
+        self.lipsync, self.motion, self.weight = lipsync, motion, float(weight)
+        self.scales = {k: max(float(v), 1e-6) for k, v in scales.items()}
+
+    @property
+    def lip_size(self) -> tuple[int, int]:
+        return self.lipsync.lip_size
+
+    def mix(self, lipsync: Mapping[int, float], motion: Mapping[int, float]) -> dict[int, float]:
+        return {t: self.weight * lipsync[t] / self.scales["lipsyncnet"]
+                + (1 - self.weight) * motion[t] / self.scales["mouth_motion"] for t in lipsync}
+
+    def score(self, clips: list[TrackClip], context: UtteranceContext) -> dict[int, float]:
+        return self.mix(self.lipsync.score(clips, context), self.motion.score(clips, context))
+
+
+AUTO_CHOICES = ("lipsyncnet", "mouth_motion", "fused")
+
+
+def selection_of(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The scorer `lipsync_train` chose for this corpus, from a checkpoint's config.json payload."""
+    selection = payload.get("selection")
+    if not isinstance(selection, Mapping) or selection.get("method") not in AUTO_CHOICES:
+        raise ConfigError("params.yaml: 'speaker.method' is 'auto' but the LipSyncNet checkpoint holds no scorer "
+                          "selection; rerun `dvc repro lipsync_train` (or choose lipsyncnet, fused or mouth_motion)")
+    return selection
+
+
 def _lipsyncnet(cfg: Mapping[str, Any]) -> TrackScorer:
     return LipSyncScorer.from_params(cfg)
 
 
+def _fused(cfg: Mapping[str, Any], selection: Mapping[str, Any] | None = None) -> TrackScorer:
+    """LipSyncNet + mouth motion, with the weight and scales `lipsync_train` measured on the corpus's dev tracks."""
+    lipsync = LipSyncScorer.from_params(cfg)
+    selection = selection or lipsync.selection
+    fused = selection.get("fused") if isinstance(selection, Mapping) else None
+    if not isinstance(fused, Mapping):
+        raise ConfigError("params.yaml: 'speaker.method' is 'fused' but the LipSyncNet checkpoint holds no fusion "
+                          "weight; rerun `dvc repro lipsync_train`")
+    return FusedScorer(lipsync, MouthMotionScorer(), fused["weight"], fused["scales"])
+
+
+class AutoScorer:
+    """`speaker.method: auto`: whichever of LipSyncNet, mouth motion or their mix the corpus's dev figures favour.
+
+    `lipsync_train` measures all three on held-out dialogues of the user's own corpus (no labels)
+    and stores its choice with the reason in the checkpoint; this scorer delegates to that choice.
+    """
+
+    def __init__(self, cfg: Mapping[str, Any]) -> None:
+        lipsync = LipSyncScorer.from_params(cfg)
+        self.selection = selection_of({"selection": lipsync.selection})
+        self.chosen = str(self.selection["method"])
+        self.reason = str(self.selection.get("reason", ""))
+        if self.chosen == "lipsyncnet":
+            self.inner: Any = lipsync
+        elif self.chosen == "fused":
+            self.inner = _fused(cfg, self.selection)
+        else:
+            self.inner = MouthMotionScorer()
+        self.needs_frames = self.inner.needs_frames
+        self.scores_single = self.inner.scores_single
+        self.lip_size = getattr(self.inner, "lip_size", lipsync.lip_size)
+
+    @property
+    def name(self) -> str:
+        return f"auto:{self.chosen}"
+
+    def score(self, clips: list[TrackClip], context: UtteranceContext) -> dict[int, float]:
+        return self.inner.score(clips, context)
+
+
 SCORERS: dict[str, Callable[[Mapping[str, Any]], TrackScorer]] = {
+    "auto": AutoScorer,
     "lipsyncnet": _lipsyncnet,
+    "fused": _fused,
     "mouth_motion": lambda cfg: MouthMotionScorer(),
     "first_face": lambda cfg: FirstFaceScorer(),
     "largest_face": lambda cfg: LargestFaceScorer(),

@@ -119,7 +119,7 @@ def test_mouth_motion_reads_the_audio_at_the_tracks_own_times():
 
 
 def test_unknown_method_and_missing_checkpoint_are_configuration_errors(tmp_path):
-    with pytest.raises(ConfigError, match=r"speaker\.method.*allowed values: lipsyncnet"):
+    with pytest.raises(ConfigError, match=r"speaker\.method.*allowed values: auto, lipsyncnet"):
         build_scorer({"method": "loudest"})
     with pytest.raises(ConfigError, match="lipsync_train"):
         build_scorer({"method": "lipsyncnet", "checkpoint": tmp_path / "none", "lipsync": {"device": "cpu"}})

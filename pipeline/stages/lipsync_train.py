@@ -48,6 +48,7 @@ from models.lipsyncnet import (
     video_windows,
 )
 from pipeline import paths
+from pipeline.clips import ClipRequest, collect_clips, tracks_of
 from pipeline.config import ConfigError, positive
 from pipeline.device import resolve_device
 from pipeline.ledger import Failure, write_stage_ledger
@@ -55,7 +56,6 @@ from pipeline.lipsync_data import Augment, PairSampler, TrackSeries, split_by_di
 from pipeline.media import MediaError
 from pipeline.runner import Runner
 from pipeline.speaker_select import MouthMotionScorer, UtteranceContext
-from pipeline.stages.speaker import ClipRequest, collect_clips, tracks_of
 from pipeline.tables import read_frame
 
 STAGE = "lipsync_train"

@@ -12,8 +12,7 @@ beyond its last frame, so memory holds only small crops of the utterances still 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +24,12 @@ import soundfile as sf
 
 from pipeline import paths
 from pipeline.cache import PartCache, content_fingerprint
+from pipeline.clips import DEFAULT_LIP_SIZE, ClipRequest, collect_clips, evenly, tracks_of
 from pipeline.ledger import Failure, write_stage_ledger
-from pipeline.lipsync_data import lip_crop
-from pipeline.media import MediaError, iter_frames
+from pipeline.media import MediaError
 from pipeline.runner import Runner
-from pipeline.speaker_select import TrackClip, TrackScorer, UtteranceContext, build_scorer, choose, mouth_patch
+from pipeline.speaker_select import TrackScorer, UtteranceContext, build_scorer, choose
 from pipeline.tables import concat_tables, read_frame, write_atomic
-from pipeline.tracking import box_at
 
 STAGE = "speaker"
 CODE_VERSION = "2"
@@ -39,128 +37,6 @@ CROPS_FILE = paths.SPEAKER_TRACKS / "crops.parquet"
 SPEAKER_SCHEMA = pa.schema([("utt_id", pa.string()), ("track_id", pa.int64()), ("reason", pa.string()),
                             ("confidence", pa.float64()), ("scores", pa.string()), ("method", pa.string())])
 CROPS_SCHEMA = pa.schema([("utt_id", pa.string()), ("frame", pa.int64()), ("jpeg", pa.binary())])
-DEFAULT_LIP_SIZE = (32, 48)
-
-
-def crop_face(frame: np.ndarray, box: np.ndarray, size: int, margin: float = 0.15) -> np.ndarray:
-    """A square crop around the box (enlarged by `margin`), edge-padded at the frame border."""
-    x1, y1, x2, y2 = box
-    side = max(x2 - x1, y2 - y1) * (1 + 2 * margin)
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    left, top = int(round(cx - side / 2)), int(round(cy - side / 2))
-    right, bottom = left + int(round(side)), top + int(round(side))
-    pad = max(0, -left, -top, right - frame.shape[1], bottom - frame.shape[0])
-    if pad:
-        frame = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        left, top, right, bottom = left + pad, top + pad, right + pad, bottom + pad
-    return cv2.resize(frame[top:bottom, left:right], (size, size), interpolation=cv2.INTER_AREA)
-
-
-def evenly(start: int, end: int, count: int) -> list[int]:
-    if end <= start:
-        return []
-    return sorted({int(round(x)) for x in np.linspace(start, end - 1, num=min(count, end - start))})
-
-
-def tracks_of(faces: pd.DataFrame) -> dict[int, tuple[list[int], list[np.ndarray]]]:
-    """Track id -> (sampled frames, boxes) from one utterance's rows of `faces.parquet`."""
-    tracks = {}
-    for track_id, rows in faces.groupby("track_id", sort=True):
-        rows = rows.sort_values("frame")
-        tracks[int(track_id)] = (rows.frame.tolist(), list(rows[["x1", "y1", "x2", "y2"]].to_numpy(float)))
-    return tracks
-
-
-@dataclass
-class ClipRequest:
-    """What one utterance needs from the shared decoding pass of its media file."""
-
-    utt_id: str
-    start_frame: int
-    end_frame: int
-    fps: float
-    start_seconds: float  # where the utterance audio starts in the media
-    tracks: dict[int, tuple[list[int], list[np.ndarray]]]
-    crop_frames: list[int] = field(default_factory=list)  # face crops of every track are kept here
-    every_frame: bool = False  # mouth patches and lip crops of every frame (sync scorers)
-
-    def wanted(self) -> set[int]:
-        if not self.tracks:  # nothing to crop or score
-            return set()
-        frames = set(self.crop_frames)
-        if self.every_frame:
-            frames.update(range(self.start_frame, self.end_frame))
-        return frames
-
-
-@dataclass
-class CollectedUtterance:
-    request: ClipRequest
-    clips: list[TrackClip]
-    face_crops: dict[int, dict[int, np.ndarray]]  # track id -> frame -> RGB crop
-    decoded: int  # frames of the utterance that were decoded
-
-
-class _Collector:
-    def __init__(self, request: ClipRequest, lip_size: tuple[int, int], crop_size: int) -> None:
-        self.request, self.lip_size, self.crop_size = request, lip_size, crop_size
-        self.wanted = request.wanted()
-        self.last = max(self.wanted) if self.wanted else -1
-        self.crop_frames = set(request.crop_frames)
-        self.patches: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {t: [] for t in request.tracks}
-        self.crops: dict[int, dict[int, np.ndarray]] = {t: {} for t in request.tracks}
-        self.decoded = 0
-
-    def add(self, frame: int, image: np.ndarray, grey: np.ndarray) -> None:
-        self.decoded += 1
-        for track_id, (frames, boxes) in self.request.tracks.items():
-            box = box_at(frames, boxes, frame)
-            if frame in self.crop_frames and self.crop_size:
-                self.crops[track_id][frame] = crop_face(image, box, self.crop_size)
-            if self.request.every_frame and frames[0] <= frame <= frames[-1]:
-                lips = lip_crop(grey, box, *self.lip_size)
-                self.patches[track_id].append((frame, mouth_patch(image, box), lips))
-
-    def finish(self) -> CollectedUtterance:
-        request = self.request
-        clips = []
-        for track_id, (frames, boxes) in request.tracks.items():
-            patches = self.patches[track_id]
-            if request.every_frame and patches:
-                clip_frames = np.array([f for f, _, _ in patches])
-                mouths = np.stack([m for _, m, _ in patches])
-                lips = np.stack([lip for _, _, lip in patches])
-            else:
-                clip_frames, mouths, lips = np.asarray(frames), None, None
-            clip_boxes = np.stack([box_at(frames, boxes, f) for f in clip_frames])
-            times = clip_frames / request.fps - request.start_seconds
-            clips.append(TrackClip(track_id, clip_frames, clip_boxes, times, mouths, lips))
-        return CollectedUtterance(request, clips, self.crops, self.decoded)
-
-
-def collect_clips(media: Path, requests: list[ClipRequest], lip_size: tuple[int, int] = DEFAULT_LIP_SIZE,
-                  crop_size: int = 0) -> Iterator[CollectedUtterance]:
-    """Decode `media` once for all `requests` (one utterance each), yielding each utterance when complete.
-
-    Utterances may overlap in time (IEMOCAP turns do); a frame is handed to every utterance that
-    wants it. Raises MediaError when the file cannot be decoded; utterances already yielded stand.
-    """
-    if not requests:
-        return
-    fps = float(requests[0].fps)
-    pending = sorted((_Collector(r, lip_size, crop_size) for r in requests), key=lambda c: c.last)
-    wanted = set().union(*(c.wanted for c in pending))
-    for frame, image in iter_frames(media, wanted, fps):
-        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        for collector in pending:
-            if frame in collector.wanted:
-                collector.add(frame, image, grey)
-        while pending and pending[0].last <= frame:
-            yield pending.pop(0).finish()
-    for collector in pending:  # frames missing at the end of the file: score what was decoded
-        yield collector.finish()
-
-
 def _context_table() -> dict[str, tuple[str | None, str | None]]:
     """utt_id -> (speaker, dialogue_id) from the manifest, for scorers that use them (gender_side)."""
     if not paths.MANIFEST.exists():
