@@ -205,17 +205,18 @@ class SyncProfile:
     """How well one track matches the audio at each tested offset (SyncNet-style diagnostics).
 
     `distances[i]` is the mean window distance with the audio shifted by `offsets[i]` video frames
-    (positive: the audio is taken later than the mouth). `best_offset` minimises it within the search
-    range; `confidence` is the median minus that minimum (SyncNet's offset confidence).
+    (positive: the audio is taken later than the mouth); NaN where no window fits that offset.
+    `best_offset` minimises it; `confidence` is the median minus that minimum (SyncNet's offset
+    confidence); `sync_score(m)` is the same dip measured only within +-m frames of sync.
     """
 
     offsets: np.ndarray
     distances: np.ndarray
-    windows: int
+    windows: int  # windows averaged at offset 0
 
     @property
     def best_index(self) -> int:
-        return int(np.argmin(self.distances))
+        return int(np.nanargmin(self.distances))
 
     @property
     def best_offset(self) -> int:
@@ -227,10 +228,34 @@ class SyncProfile:
 
     @property
     def confidence(self) -> float:
-        return float(np.median(self.distances) - self.distances.min())
+        return float(np.nanmedian(self.distances) - np.nanmin(self.distances))
 
     def distance_at(self, offset: int) -> float:
         return float(self.distances[int(np.flatnonzero(self.offsets == offset)[0])])
+
+    def near(self, max_offset: int) -> float:
+        """The smallest distance within +-`max_offset` frames of sync (absorbs a recording's small A/V offset)."""
+        inside = np.abs(self.offsets) <= max_offset
+        values = self.distances[inside]
+        return float(np.nanmin(values)) if np.isfinite(values).any() else 2.0
+
+    def sync_score(self, max_offset: int) -> float:
+        """How far the track's distance dips near sync below its typical distance at every tested offset.
+
+        A face that speaks the audio is close to it at sync and far elsewhere; a face that does not is
+        about as far at every offset. Measuring the dip rather than the distance itself cancels what
+        makes a face's embeddings far from every audio (appearance, pose, blur), so faces unlike the
+        training faces are compared fairly.
+        """
+        return float(np.nanmedian(self.distances) - self.near(max_offset))
+
+
+SCORE_MODES = ("sync", "distance")  # `sync_score` (the default) or minus the near-sync distance (Eq. 5)
+
+
+def track_score(profile: SyncProfile, max_offset: int, mode: str = "sync") -> float:
+    """A track's LipSyncNet score: higher means more likely the speaker."""
+    return profile.sync_score(max_offset) if mode == "sync" else -profile.near(max_offset)
 
 
 def pad_track(mouths: np.ndarray, window: int) -> np.ndarray:
@@ -272,36 +297,27 @@ def audio_windows(model: LipSyncNet, mel: np.ndarray, batch: int = 256) -> torch
 def sync_profile(video: torch.Tensor, audio: torch.Tensor, start: int, max_offset: int) -> SyncProfile:
     """Distances of video windows against audio windows at offsets -max_offset .. max_offset.
 
-    `video[t]` is the window of the track's frames t..t+4, which sit at video-frame index `start + t`
-    of the audio's timeline; `audio[k]` is the audio window starting at video-frame index k. Only
-    windows present at every offset are averaged, so each offset is judged on the same frames.
+    `video[t]` is the window of the track's frames t..t+window-1, which sit at video-frame index
+    `start + t` of the audio's timeline; `audio[k]` is the audio window starting at video-frame index
+    k. Each offset averages every window that has audio at that offset: on a 3 s utterance a +-15
+    frame search would otherwise keep only the middle 40 % of the windows for every offset.
     """
     offsets = np.arange(-max_offset, max_offset + 1)
     positions = start + np.arange(len(video))
-    valid = np.ones(len(video), dtype=bool)
-    for delta in (offsets[0], offsets[-1]):
-        valid &= (positions + delta >= 0) & (positions + delta < len(audio))
-    if not valid.any():  # a track too short for the whole search: use what each offset has
-        return _partial_profile(video, audio, positions, offsets)
-    rows = video[torch.as_tensor(valid)]
-    distances = []
-    for delta in offsets:
-        picked = audio[torch.as_tensor(positions[valid] + delta)]
-        distances.append(float(torch.linalg.vector_norm(rows - picked, dim=1).mean()))
-    return SyncProfile(offsets, np.asarray(distances), int(valid.sum()))
-
-
-def _partial_profile(video: torch.Tensor, audio: torch.Tensor, positions: np.ndarray, offsets: np.ndarray
-                     ) -> SyncProfile:
-    distances = []
+    distances, at_zero = [], 0
     for delta in offsets:
         ok = (positions + delta >= 0) & (positions + delta < len(audio))
+        if delta == 0:
+            at_zero = int(ok.sum())
         if not ok.any():
-            distances.append(2.0)
+            distances.append(np.nan)
             continue
         picked = audio[torch.as_tensor(positions[ok] + delta)]
         distances.append(float(torch.linalg.vector_norm(video[torch.as_tensor(ok)] - picked, dim=1).mean()))
-    return SyncProfile(offsets, np.asarray(distances), 0)
+    distances = np.asarray(distances, dtype=np.float64)
+    if not np.isfinite(distances).any():  # no overlap at all: equally far everywhere
+        distances = np.full(len(offsets), 2.0)
+    return SyncProfile(offsets, distances, at_zero)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -184,27 +184,47 @@ class GenderSideScorer:
 
 
 class LipSyncScorer:
-    """Audio-visual synchrony from a trained LipSyncNet: minus the best mean window distance.
+    """Audio-visual synchrony from a trained LipSyncNet.
 
-    Each track's lower-face crops are resampled to the model's 25 fps and embedded window by window
-    (5 frames = 0.2 s); the utterance audio is embedded under every window position. A track's score
-    is minus the mean distance between its windows and the audio, at the best offset within
-    +-`max_offset` frames (absorbs small A/V offsets of the recording). `profiles` also gives each
-    track's SyncNet-style diagnostics (best offset, offset confidence) for inspection.
+    Each track's aligned mouth crops are resampled to the model's 25 fps and embedded window by
+    window; the utterance audio is embedded under every window position. The track's distance to
+    the audio is measured at every offset within +-`search_offset` frames (`SyncProfile`), and its
+    score (`score_mode: sync`, the default) is how far that distance dips within +-`max_offset`
+    frames of sync below its median over all offsets: a speaking face dips, a silent or unrelated
+    face does not, whatever its appearance. `score_mode: distance` is the paper's Eq. 5 instead
+    (minus the distance, at the best offset within +-`max_offset`). `profiles` gives each track's
+    SyncNet-style diagnostics (best offset, offset confidence) for inspection.
     """
 
     needs_frames = True
     scores_single = True
 
-    def __init__(self, model: Any, max_offset: int = 2, selection: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, model: Any, max_offset: int = 2, selection: Mapping[str, Any] | None = None,
+                 search_offset: int = 15, score_mode: str = "sync") -> None:
         self.model = model
         self.max_offset = int(max_offset)
+        self.search_offset = max(int(search_offset), self.max_offset)
+        self.score_mode = score_mode
         self.selection = selection  # the scorer choice `lipsync_train` stored with the checkpoint, if any
 
     @property
     def lip_size(self) -> tuple[int, int]:
-        """(height, width) of the lower-face crops the model was trained on."""
+        """(height, width) of the mouth crops the model was trained on."""
         return int(self.model.config.mouth_height), int(self.model.config.mouth_width)
+
+    @staticmethod
+    def options(lipsync: Mapping[str, Any]) -> dict[str, Any]:
+        """`max_offset`, `search_offset` and `score_mode` from the `lipsync` params block, checked."""
+        from models.lipsyncnet import SCORE_MODES
+
+        options: dict[str, Any] = {}
+        for key, default in (("max_offset", 2), ("search_offset", 15)):
+            value = lipsync.get(key, default)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"params.yaml: 'lipsync.{key}' must be a whole number >= 0, got {value!r}")
+            options[key] = value
+        options["score_mode"] = choice(lipsync.get("score", "sync"), "lipsync.score", SCORE_MODES)
+        return options
 
     @classmethod
     def from_params(cls, cfg: Mapping[str, Any]) -> LipSyncScorer:
@@ -213,12 +233,10 @@ class LipSyncScorer:
         from pipeline.device import resolve_device
 
         lipsync = cfg.get("lipsync") or {}
+        options = cls.options(lipsync)
         device = resolve_device(lipsync.get("device", "auto"), "lipsync.device")
         model, payload = load_checkpoint(cfg.get("checkpoint") or paths.LIPSYNC_DIR, device)
-        max_offset = lipsync.get("max_offset", 2)
-        if not isinstance(max_offset, int) or max_offset < 0:
-            raise ConfigError(f"params.yaml: 'lipsync.max_offset' must be a whole number >= 0, got {max_offset!r}")
-        return cls(model, max_offset, payload.get("selection"))
+        return cls(model, selection=payload.get("selection"), **options)
 
     def profiles(self, clips: list[TrackClip], context: UtteranceContext) -> dict[int, Any]:
         """Track id -> `models.lipsyncnet.SyncProfile` (distance per offset, best offset, confidence)."""
@@ -233,11 +251,14 @@ class LipSyncScorer:
                 raise ValueError(f"track {clip.track_id} has no mouth crops to score")
             start, positions = timeline(clip.times, cfg.fps)
             video = video_windows(self.model, clip.lips[positions])
-            profiles[clip.track_id] = sync_profile(video, audio, start, self.max_offset)
+            profiles[clip.track_id] = sync_profile(video, audio, start, self.search_offset)
         return profiles
 
     def score(self, clips: list[TrackClip], context: UtteranceContext) -> dict[int, float]:
-        return {track: -profile.best_distance for track, profile in self.profiles(clips, context).items()}
+        from models.lipsyncnet import track_score
+
+        return {track: track_score(profile, self.max_offset, self.score_mode)
+                for track, profile in self.profiles(clips, context).items()}
 
 
 class FusedScorer:

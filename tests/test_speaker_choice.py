@@ -167,7 +167,11 @@ def test_lipsyncnet_scores_a_single_face_and_other_frame_rates(lipsync_dir):
     rng = np.random.default_rng(12)
     scene = mf.sync_scene(2.0, rng, ["static"])
     single = choose([_clip(3, 100, frames=50, lips=scene["faces"][0])], scorer, _context(scene["audio"]), 0.1)
-    assert single.reason == "single_face" and -2 <= single.scores[3] <= 0
+    assert single.reason == "single_face" and 0 < single.scores[3] <= 2  # a speaking face dips at sync
+    distance = build_scorer({"method": "lipsyncnet", "checkpoint": lipsync_dir,
+                             "lipsync": {"device": "cpu", "max_offset": 1, "score": "distance"}})
+    plain = choose([_clip(3, 100, frames=50, lips=scene["faces"][0])], distance, _context(scene["audio"]), 0.1)
+    assert -2 <= plain.scores[3] <= 0  # the paper's Eq. 5: minus a distance of unit vectors
     # the same faces recorded at 50 fps (every frame twice) score the same way
     doubled = [np.repeat(face, 2, axis=0) for face in scene["faces"]]
     clips = [_clip(k, 100 + 200 * k, frames=100, lips=face, fps=50.0) for k, face in enumerate(doubled)]

@@ -45,6 +45,7 @@ from models.lipsyncnet import (
     save_checkpoint,
     sync_loss,
     sync_profile,
+    track_score,
     video_windows,
 )
 from pipeline import paths
@@ -55,7 +56,8 @@ from pipeline.ledger import Failure, write_stage_ledger
 from pipeline.lipsync_data import Augment, PairSampler, TrackSeries, split_by_dialogue, timeline
 from pipeline.media import MediaError
 from pipeline.runner import Runner
-from pipeline.speaker_select import MouthMotionScorer, UtteranceContext
+from pipeline.scorer_choice import MIN_TRACKS, HeldOutTrack, choose_scorer
+from pipeline.speaker_select import LipSyncScorer, MouthMotionScorer, UtteranceContext
 from pipeline.tables import read_frame
 
 STAGE = "lipsync_train"
@@ -219,10 +221,11 @@ class UtteranceTracks:
     series: dict[int, TrackSeries]
     coverage: dict[int, float]  # share of the utterance each track spans
     motion_pick: tuple[int, float] | None  # mouth-motion choice and margin (multi-face only)
+    held_out: dict[int, HeldOutTrack] = field(default_factory=dict)  # dev dialogues only: for the scorer choice
 
 
 def _material_for_media(media: Path, rows: pd.DataFrame, faces_by_utt: Mapping[str, pd.DataFrame],
-                        dialogues: Mapping[str, str], config: LipSyncConfig
+                        dialogues: Mapping[str, str], config: LipSyncConfig, dev_dialogues: set[str]
                         ) -> tuple[list[UtteranceTracks], dict[str, np.ndarray], list[Failure]]:
     cuts = {cut.utt_id: cut for cut in rows.itertuples(index=False)}
     requests = [ClipRequest(c.utt_id, int(c.start_frame), int(c.end_frame), float(c.fps), float(c.start),
@@ -255,8 +258,10 @@ def _material_for_media(media: Path, rows: pd.DataFrame, faces_by_utt: Mapping[s
                 context = UtteranceContext(cut.utt_id, audio, int(rate), float(cut.fps))
                 ranked = sorted(motion.score(clips, context).items(), key=lambda kv: (-kv[1], kv[0]))
                 pick = (int(ranked[0][0]), float(ranked[0][1] - ranked[1][1]))
-            material.append(UtteranceTracks(cut.utt_id, dialogues.get(cut.utt_id, cut.utt_id), length, series,
-                                            coverage, pick))
+            dialogue = dialogues.get(cut.utt_id, cut.utt_id)
+            held_out = {c.track_id: HeldOutTrack(cut.utt_id, dialogue, c, audio, int(rate), float(cut.fps))
+                        for c in clips} if dialogue in dev_dialogues else {}
+            material.append(UtteranceTracks(cut.utt_id, dialogue, length, series, coverage, pick, held_out))
     except MediaError as error:
         problems.extend(Failure(STAGE, utt_id, f"video unreadable: {error}") for utt_id in cuts)
     return material, mels, problems
@@ -278,16 +283,47 @@ def select_positives(material: list[UtteranceTracks], min_coverage: float, boots
     return positives, counts
 
 
-def model_picks(model: LipSyncNet, material: list[UtteranceTracks], mels: Mapping[str, np.ndarray],
-                max_offset: int) -> dict[str, tuple[int, float]]:
-    """LipSyncNet's choice and margin for every multi-face utterance."""
+def speaker_tracks(material: list[UtteranceTracks], min_coverage: float, bootstrap_margin: float
+                   ) -> tuple[list[HeldOutTrack], str]:
+    """Held-out tracks that show their speaker: single faces; mouth-motion picks only where there are too few."""
+    single = [next(iter(u.held_out.values())) for u in material
+              if len(u.series) == 1 and u.held_out and next(iter(u.coverage.values())) >= min_coverage]
+    if len(single) >= MIN_TRACKS:
+        return single, "single_face"
+    picked = [u.held_out[u.motion_pick[0]] for u in material
+              if u.held_out and u.motion_pick is not None and u.motion_pick[1] >= bootstrap_margin]
+    return single + picked, "single_face+mouth_motion_picks" if picked else "single_face"
+
+
+def denoise(model: LipSyncNet, positives: list[TrackSeries], mels: Mapping[str, np.ndarray], fraction: float,
+            search: int = 10, drift: int = 2) -> list[TrackSeries]:
+    """Drop positives the model finds out of sync: best offset beyond +-`drift` frames, or among the
+    `fraction` least confident (SyncNet's own filtering of reaction shots and dubbed clips)."""
+    if not fraction or not positives:
+        return positives
+    kept, confidence = [], []
+    for s in positives:
+        profile = sync_profile(video_windows(model, s.mouths), audio_windows(model, mels[s.utt_id]), s.start, search)
+        if abs(profile.best_offset) <= drift:
+            kept.append(s)
+            confidence.append(profile.confidence)
+    if not kept:
+        return positives
+    cut = np.quantile(confidence, fraction)
+    return [s for s, c in zip(kept, confidence) if c >= cut] or kept
+
+
+def model_picks(scorer: LipSyncScorer, material: list[UtteranceTracks], mels: Mapping[str, np.ndarray]
+                ) -> dict[str, tuple[int, float]]:
+    """LipSyncNet's choice and margin for every multi-face utterance (scored as the speaker stage scores)."""
+    model = scorer.model
     picks = {}
     for utt in material:
         if len(utt.series) < 2:
             continue
         audio = audio_windows(model, mels[utt.utt_id])
-        scores = {t: -sync_profile(video_windows(model, s.mouths), audio, s.start, max_offset).best_distance
-                  for t, s in utt.series.items()}
+        scores = {t: track_score(sync_profile(video_windows(model, s.mouths), audio, s.start, scorer.search_offset),
+                                 scorer.max_offset, scorer.score_mode) for t, s in utt.series.items()}
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
         picks[utt.utt_id] = (int(ranked[0][0]), float(ranked[0][1] - ranked[1][1]))
     return picks
@@ -311,9 +347,11 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     min_coverage = _number(cfg, "min_coverage", 0.8, 0, 1)
     bootstrap_margin = _number(cfg, "bootstrap_margin", 0.2, 0, 2)
     relabel_margin = _number(cfg, "relabel_margin", 0.1, 0, 2)
+    denoise_fraction = _number(cfg, "denoise_fraction", 0.3, 0, 0.9)
     dev_fraction = _number(cfg, "dev_fraction", 0.2, 0, 0.9)
     rounds = int(_number(cfg, "rounds", 1, 1, 10))
-    max_offset = int(_number(cfg, "max_offset", 2, 0, 50))
+    scoring = dict(cfg)
+    LipSyncScorer.options(scoring)  # fail on bad scoring keys before hours of decoding
     max_utterances = int(_number(cfg, "max_utterances", 3000, 1, 10**9))
 
     from pipeline.manifest import read_manifest
@@ -331,7 +369,8 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     train_dialogues, dev_dialogues = split_by_dialogue(sorted({dialogues[u] for u in wanted}), dev_fraction,
                                                        options.seed)
 
-    results = runner.map(lambda item: _material_for_media(Path(item[0]), item[1], faces_by_utt, dialogues, config),
+    results = runner.map(lambda item: _material_for_media(Path(item[0]), item[1], faces_by_utt, dialogues, config,
+                                                          dev_dialogues),
                          list(cuts.groupby("media", sort=True)), name=f"{STAGE}: mouths")
     material = [m for part, _, _ in results for m in part]
     mels = {k: v for _, part, _ in results for k, v in part.items()}
@@ -346,14 +385,16 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
                           f"lipsync.bootstrap_margin={bootstrap_margin}); lower one of them")
 
     model, stats = None, {}
-    relabelled = 0
+    relabelled = dropped = 0
+    singles = [p for p, utt in _with_utterance(positives, train_material) if len(utt.series) == 1]
     for round_index in range(rounds):
         if round_index:
-            picks = model_picks(model, train_material, mels, max_offset)
-            single, _ = select_positives([m for m in train_material if len(m.series) == 1], min_coverage, 2.0)
+            kept = denoise(model, singles, mels, denoise_fraction)
+            dropped = len(singles) - len(kept)
+            picks = model_picks(_scorer(model, scoring), train_material, mels)
             confident = [m.series[picks[m.utt_id][0]] for m in train_material
                          if m.utt_id in picks and picks[m.utt_id][1] >= relabel_margin]
-            positives, relabelled = single + confident, len(confident)
+            positives, relabelled = kept + confident, len(confident)
         model, stats = train_model(positives, mels, config, options, model,
                                    lambda done, total, r=round_index: runner.hook(
                                        f"{STAGE}: round {r + 1}/{rounds}", done, total))
@@ -361,25 +402,41 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     agreement = None
     confident_dev = [m for m in dev_material if m.motion_pick is not None and m.motion_pick[1] >= bootstrap_margin]
     if confident_dev:
-        picks = model_picks(model, confident_dev, mels, max_offset)
+        picks = model_picks(_scorer(model, scoring), confident_dev, mels)
         agreement = float(np.mean([picks[m.utt_id][0] == m.motion_pick[0] for m in confident_dev]))
+    held_out, source = speaker_tracks(dev_material, min_coverage, bootstrap_margin)
+    selection = choose_scorer(held_out, _scorer(model, scoring), options.min_shift, options.seed,
+                              source=source)
     metrics = {
         "dev_sync_accuracy": pair_accuracy(model, dev_positives, mels, options),
         "dev_offset_accuracy": offset_recovery(model, dev_positives, mels),
         "dev_agreement_with_mouth_motion": agreement,
         "train_sync_accuracy": pair_accuracy(model, positives, mels, options),
         "train_last_step": stats,
-        "positives": {**counts, "relabelled": relabelled, "dev": len(dev_positives)},
+        "positives": {**counts, "relabelled": relabelled, "denoised_away": dropped, "dev": len(dev_positives)},
         "utterances": {"train": len(train_material), "dev": len(dev_material)},
         "dialogues": {"train": len(train_dialogues), "dev": len(dev_dialogues)},
+        "selection": selection,
         "rounds": rounds, "steps": options.steps, "device": options.device,
         "seconds": round(time.perf_counter() - started, 1),
     }
     metrics = {k: (round(v, 4) if isinstance(v, float) and math.isfinite(v) else v) for k, v in metrics.items()}
     save_checkpoint(model.cpu(), paths.LIPSYNC_DIR, {"training": {k: v for k, v in cfg.items() if k != "model"},
-                                                      "metrics": metrics})
+                                                      "metrics": metrics, "selection": selection})
     paths.LIPSYNC_METRICS.parent.mkdir(parents=True, exist_ok=True)
     paths.LIPSYNC_METRICS.write_text(json.dumps(metrics, indent=2, sort_keys=True))
     write_stage_ledger(STAGE, problems, len(cuts), params["run"]["max_failure_ratio"])
     return {"positives": metrics["positives"], "dev_sync_accuracy": metrics["dev_sync_accuracy"],
-            "dev_offset_accuracy": metrics["dev_offset_accuracy"], "skipped": len(problems)}
+            "dev_offset_accuracy": metrics["dev_offset_accuracy"], "skipped": len(problems),
+            "scorer": selection["method"], "scorer_accuracy": selection["accuracy"]}
+
+
+def _scorer(model: LipSyncNet, cfg: Mapping[str, Any]) -> LipSyncScorer:
+    """The speaker stage's LipSyncNet scorer (same offsets and score) around the model being trained."""
+    return LipSyncScorer(model.eval(), **LipSyncScorer.options(cfg))
+
+
+def _with_utterance(series: list[TrackSeries], material: list[UtteranceTracks]
+                    ) -> list[tuple[TrackSeries, UtteranceTracks]]:
+    by_utt = {m.utt_id: m for m in material}
+    return [(s, by_utt[s.utt_id]) for s in series]

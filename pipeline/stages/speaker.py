@@ -32,7 +32,7 @@ from pipeline.speaker_select import TrackScorer, UtteranceContext, build_scorer,
 from pipeline.tables import concat_tables, read_frame, write_atomic
 
 STAGE = "speaker"
-CODE_VERSION = "2"
+CODE_VERSION = "3"
 CROPS_FILE = paths.SPEAKER_TRACKS / "crops.parquet"
 SPEAKER_SCHEMA = pa.schema([("utt_id", pa.string()), ("track_id", pa.int64()), ("reason", pa.string()),
                             ("confidence", pa.float64()), ("scores", pa.string()), ("method", pa.string())])
@@ -97,26 +97,30 @@ def speaker_for_media(media: Path, rows: pd.DataFrame, faces_by_utt: Mapping[str
     return speaker_rows, crop_rows, failures
 
 
+LEARNED_METHODS = ("auto", "lipsyncnet", "fused")  # methods that read the LipSyncNet checkpoint
+
+
 def _scorer_fingerprint(method: str) -> str | None:
-    """A trained scorer's weights are part of the cache key: a new checkpoint rescored everything."""
-    if method != "lipsyncnet":
+    """A trained scorer's checkpoint (weights and the stored scorer choice) is part of the cache key."""
+    if method not in LEARNED_METHODS:
         return None
-    weights = paths.LIPSYNC_DIR / "model.safetensors"
-    return content_fingerprint(weights) if weights.exists() else None
+    files = [paths.LIPSYNC_DIR / name for name in ("model.safetensors", "config.json")]
+    return "/".join(content_fingerprint(f) for f in files if f.exists()) or None
 
 
 def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[str, Any]:
     cfg = dict(params["speaker"])
-    method = cfg["method"]
     scorer_cfg = {**cfg, "lipsync": params.get("lipsync") or {}}
     scorer = build_scorer(scorer_cfg)
+    method = getattr(scorer, "name", cfg["method"])  # `auto` records the scorer it delegates to
     cuts = read_frame(paths.CUTS)
     faces = read_frame(paths.FACES)
     faces_by_utt = {u: rows for u, rows in faces.groupby("utt_id", sort=False)}
     contexts = _context_table()
     video_cuts = cuts[cuts.has_video]
-    cache_cfg = {**cfg, "scorer": _scorer_fingerprint(method),
-                 "max_offset": (params.get("lipsync") or {}).get("max_offset") if method == "lipsyncnet" else None}
+    cache_cfg = {**cfg, "scorer": _scorer_fingerprint(cfg["method"]),
+                 "max_offset": (params.get("lipsync") or {}).get("max_offset") if cfg["method"] in LEARNED_METHODS
+                 else None}
     speaker_cache = PartCache(STAGE, cache_cfg, CODE_VERSION)
     crops_cache = PartCache(f"{STAGE}-crops", cache_cfg, CODE_VERSION)
     empty = faces.iloc[0:0]
@@ -150,8 +154,9 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     write_atomic(crops, CROPS_FILE, {"stage": STAGE, "crop_size": cfg["crop_size"]})
     write_stage_ledger(STAGE, failures, len(video_cuts), params["run"]["max_failure_ratio"])
     summary = speakers.to_pandas()
+    chosen = {"auto_reason": scorer.reason} if hasattr(scorer, "reason") else {}
     return {"utterances": len(summary), "reasons": summary.reason.value_counts().to_dict(),
-            "crops": crops.num_rows, "failures": len(failures), "method": method,
+            "crops": crops.num_rows, "failures": len(failures), "method": method, **chosen,
             **truth_agreement(summary, faces_by_utt)}
 
 

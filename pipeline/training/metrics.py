@@ -9,6 +9,7 @@ None, because a spread cannot be estimated from one run.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -83,3 +84,13 @@ def aggregate_scores(per_seed: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         else:
             out[key] = mean_std([s[key] for s in per_seed])
     return out
+
+
+def wilson_interval(hits: int, total: int, z: float = 1.959964) -> tuple[float, float] | None:
+    """95 % Wilson score interval of a proportion: honest at small counts and near 0 or 1 (unlike p +- 2 se)."""
+    if total <= 0:
+        return None
+    p = hits / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)
