@@ -24,7 +24,8 @@ from pipeline.speaker_select import FusedScorer, LipSyncScorer, MouthMotionScore
 
 FUSION_WEIGHTS = (0.25, 0.5, 0.75)
 PREFERENCE = ("mouth_motion", "lipsyncnet", "fused")  # ties go to the simpler, cheaper scorer
-MIN_TRACKS = 8  # fewer held-out positives than this: the figures say too little to choose by
+MIN_TRACKS = 4  # fewer held-out positives than this: the figures say too little to choose by
+SCENE_FRAMES = 75  # longest stretch of a track in one virtual scene (3 s at 25 fps, a typical utterance)
 
 
 @dataclass
@@ -39,12 +40,15 @@ class HeldOutTrack:
     fps: float
 
 
-def _retimed(clip: TrackClip, like: TrackClip, frames: int, track_id: int) -> TrackClip:
-    """`clip`'s first `frames` frames placed on `like`'s timeline (a face of another scene shown with this audio)."""
-    return replace(clip, track_id=track_id, frames=like.frames[:frames], boxes=clip.boxes[:frames],
-                   times=like.times[:frames], mouths=None if clip.mouths is None else clip.mouths[:frames],
-                   lips=None if clip.lips is None else clip.lips[:frames],
-                   landmarks=None if clip.landmarks is None else clip.landmarks[:frames])
+def _retimed(clip: TrackClip, start: int, like: TrackClip, like_start: int, frames: int, track_id: int
+             ) -> TrackClip:
+    """`frames` frames of `clip` from `start`, shown at `like`'s frames from `like_start` (with `like`'s audio)."""
+    part = slice(start, start + frames)
+    return replace(clip, track_id=track_id, frames=like.frames[like_start:like_start + frames],
+                   boxes=clip.boxes[part], times=like.times[like_start:like_start + frames],
+                   mouths=None if clip.mouths is None else clip.mouths[part],
+                   lips=None if clip.lips is None else clip.lips[part],
+                   landmarks=None if clip.landmarks is None else clip.landmarks[part])
 
 
 @dataclass
@@ -54,8 +58,13 @@ class VirtualScene:
     context: UtteranceContext
 
 
-def virtual_scenes(tracks: Sequence[HeldOutTrack], faces: int, count: int, seed: int) -> list[VirtualScene]:
-    """Up to `count` scenes of `faces` tracks: one track with its own audio, the others from other dialogues."""
+def virtual_scenes(tracks: Sequence[HeldOutTrack], faces: int, count: int, seed: int,
+                   max_frames: int = SCENE_FRAMES) -> list[VirtualScene]:
+    """Up to `count` scenes of `faces` tracks: one track with its own audio, the others from other dialogues.
+
+    Each scene takes a random stretch of at most `max_frames` frames of every track, so a few long
+    held-out tracks still give many different scenes.
+    """
     rng = np.random.default_rng([seed, faces])
     scenes = []
     if len({t.dialogue_id for t in tracks}) < faces:
@@ -66,10 +75,12 @@ def virtual_scenes(tracks: Sequence[HeldOutTrack], faces: int, count: int, seed:
         picks = [others[i] for i in rng.choice(len(others), size=faces - 1, replace=False)]
         if len({p.dialogue_id for p in picks}) < len(picks):
             continue
-        frames = min(len(own.clip.frames), *(len(p.clip.frames) for p in picks))
+        frames = min(max_frames, len(own.clip.frames), *(len(p.clip.frames) for p in picks))
+        starts = [int(rng.integers(len(t.clip.frames) - frames + 1)) for t in [own, *picks]]
         ids = list(rng.permutation(faces))  # the speaker's track id is random: ties cannot favour it
-        clips = [_retimed(own.clip, own.clip, frames, int(ids[0]))]
-        clips += [_retimed(p.clip, own.clip, frames, int(i)) for p, i in zip(picks, ids[1:])]
+        clips = [_retimed(own.clip, starts[0], own.clip, starts[0], frames, int(ids[0]))]
+        clips += [_retimed(p.clip, start, own.clip, starts[0], frames, int(i))
+                  for p, start, i in zip(picks, starts[1:], ids[1:])]
         clips.sort(key=lambda c: c.track_id)
         scenes.append(VirtualScene(clips, int(ids[0]), UtteranceContext(own.utt_id, own.audio, own.sample_rate,
                                                                         own.fps)))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
-from models.lipsyncnet import LipSyncConfig, log_mel, save_checkpoint
+from models.lipsyncnet import LipSyncConfig, LipSyncNet, log_mel, save_checkpoint
 from pipeline.config import ConfigError
 from pipeline.lipsync_data import Augment, TrackSeries
 from pipeline.speaker_select import (
@@ -180,3 +181,64 @@ def test_lipsyncnet_scores_a_single_face_and_other_frame_rates(lipsync_dir):
     assert chosen.track_id == 0
     profiles = scorer.profiles(clips, context)
     assert abs(profiles[0].best_offset) <= 1
+
+
+# --- choosing the scorer for a corpus from held-out tracks (speaker.method: auto) ---------------------------
+
+
+def _held_out(count: int, seed: int, informative_motion: bool):
+    """Single-face held-out tracks: synthetic mouths with their own audio; motion patches real or pure noise."""
+    from pipeline.scorer_choice import HeldOutTrack
+
+    rng = np.random.default_rng(seed)
+    tracks = []
+    for i in range(count):
+        scene = mf.sync_scene(3.0, rng, [])
+        lips = scene["faces"][0]
+        if informative_motion:
+            mouths = np.stack([cv2.resize(f, (16, 8), interpolation=cv2.INTER_AREA) for f in lips]) / 255.0
+        else:
+            mouths = rng.random((len(lips), 8, 16))
+        clip = _clip(0, 100, frames=len(lips), lips=lips, mouths=mouths.astype(np.float32))
+        tracks.append(HeldOutTrack(f"u{i}", f"d{i}", clip, scene["audio"], 16000, FPS))
+    return tracks
+
+
+def test_auto_choice_follows_the_held_out_figures(lipsync_dir):
+    from pipeline.scorer_choice import choose_scorer
+
+    trained = _lipsync(lipsync_dir)
+    # motion patches carry nothing: the trained LipSyncNet (alone or mixed) must win
+    blind = choose_scorer(_held_out(12, 20, informative_motion=False), trained, min_shift=5, scenes_per_size=60)
+    assert blind["method"] in ("lipsyncnet", "fused"), blind
+    assert blind["accuracy"]["lipsyncnet"]["2_face"] >= 0.85 and blind["accuracy"]["mouth_motion"]["2_face"] <= 0.75
+    assert blind["shifted_audio_accuracy"]["lipsyncnet"] >= 0.8
+    # an untrained LipSyncNet against informative mouth motion: the baseline must win
+    torch.manual_seed(3)
+    untrained = LipSyncScorer(LipSyncNet(trained.model.config).eval(), max_offset=1)
+    seeing = choose_scorer(_held_out(12, 21, informative_motion=True), untrained, min_shift=5, scenes_per_size=60)
+    assert seeing["method"] == "mouth_motion", seeing
+    assert set(seeing["accuracy"]) == {"lipsyncnet", "mouth_motion", "fused@0.25", "fused@0.5", "fused@0.75"}
+    # too few held-out tracks: the training-free baseline, and the reason says so
+    few = choose_scorer(_held_out(3, 22, informative_motion=False), trained, min_shift=5, scenes_per_size=20)
+    assert few["method"] == "mouth_motion" and "too few" in few["reason"]
+
+
+def test_auto_delegates_to_the_stored_choice_and_names_it(lipsync_dir, tmp_path):
+    import json
+    import shutil
+
+    from pipeline.speaker_select import AutoScorer
+
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(lipsync_dir, checkpoint)
+    with pytest.raises(ConfigError, match="no scorer selection"):
+        build_scorer({"method": "auto", "checkpoint": checkpoint, "lipsync": {"device": "cpu"}})
+    payload = json.loads((checkpoint / "config.json").read_text())
+    for method, kind in (("mouth_motion", MouthMotionScorer), ("lipsyncnet", LipSyncScorer)):
+        payload["selection"] = {"method": method, "reason": "test", "fused": {"weight": 0.5, "scales": {
+            "lipsyncnet": 0.1, "mouth_motion": 0.2}}}
+        (checkpoint / "config.json").write_text(json.dumps(payload))
+        scorer = build_scorer({"method": "auto", "checkpoint": checkpoint, "lipsync": {"device": "cpu"}})
+        assert isinstance(scorer, AutoScorer) and isinstance(scorer.inner, kind)
+        assert scorer.name == f"auto:{method}" and scorer.reason == "test"
