@@ -28,6 +28,7 @@ from pipeline.tracking import box_at
 
 DEFAULT_LIP_SIZE = (32, 48)  # (height, width) of the aligned grey mouth crops
 LANDMARK_SMOOTHING = 5  # frames of moving average over the landmarks (0.2 s at 25 fps)
+LANDMARK_STEP = 2  # O-Net runs on every second frame of a track; the frames between are interpolated
 
 Tracks = dict[int, tuple[list[int], list[np.ndarray]]]
 
@@ -99,8 +100,8 @@ class _FrameParts:
     frame: int
     box: np.ndarray
     motion_patch: np.ndarray
-    onet_input: np.ndarray
-    onet_box: np.ndarray
+    onet_input: np.ndarray | None  # None on frames between landmark frames
+    onet_box: np.ndarray | None
     region: FaceRegion
 
 
@@ -122,25 +123,26 @@ class _Collector:
             if frame in self.crop_frames and self.crop_size:
                 self.crops[track_id][frame] = crop_face(image, box, self.crop_size)
             if self.request.every_frame and frames[0] <= frame <= frames[-1]:
-                patch, squared = onet_patch(image, box)
-                self.parts[track_id].append(_FrameParts(frame, box, mouth_patch(image, box), patch, squared,
-                                                        FaceRegion.cut(grey, box)))
+                parts = self.parts[track_id]
+                patch, squared = onet_patch(image, box) if len(parts) % LANDMARK_STEP == 0 else (None, None)
+                parts.append(_FrameParts(frame, box, mouth_patch(image, box), patch, squared,
+                                         FaceRegion.cut(grey, box)))
 
     def _mouths(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Track id -> (aligned mouth crops, steadied landmarks), one O-Net batch for every track."""
-        order = [(t, p) for t, parts in self.parts.items() for p in parts]
-        if not order:
+        measured = [p for parts in self.parts.values() for p in parts if p.onet_input is not None]
+        if not measured:
             return {}
-        points, probs = self.landmarks(np.stack([p.onet_input for _, p in order]),
-                                       np.stack([p.onet_box for _, p in order]))
-        out, start = {}, 0
+        points, probs = self.landmarks(np.stack([p.onet_input for p in measured]),
+                                       np.stack([p.onet_box for p in measured]))
+        found = {id(p): (points[i], probs[i]) for i, p in enumerate(measured)}
+        out = {}
         for track_id, parts in self.parts.items():
             if not parts:
                 continue
-            span = slice(start, start + len(parts))
-            start += len(parts)
-            steady = steady_landmarks(points[span], probs[span] >= MIN_LANDMARK_PROB,
-                                      np.stack([p.box for p in parts]), LANDMARK_SMOOTHING)
+            track_points = np.stack([found[id(p)][0] if id(p) in found else np.zeros((5, 2)) for p in parts])
+            trusted = np.array([id(p) in found and found[id(p)][1] >= MIN_LANDMARK_PROB for p in parts])
+            steady = steady_landmarks(track_points, trusted, np.stack([p.box for p in parts]), LANDMARK_SMOOTHING)
             out[track_id] = (aligned_mouths([p.region for p in parts], steady, *self.lip_size), steady)
         return out
 

@@ -2,12 +2,12 @@
 
     python -m pipeline.inspect_speaker <utt_id> [<utt_id> ...] [--out DIR] [--frames 8]
 
-Each sheet shows evenly spaced frames of the utterance with every face track's box and id (the
-chosen track thick and green, the others red), one strip of each track's lower-face crops (what
-LipSyncNet and the motion baseline look at), and a caption with the method, the reason, the
-confidence and every track's score. When the method is `lipsyncnet` and its checkpoint is present,
-each track's best audio offset and offset confidence are added. Run it from the project root after
-`dvc repro speaker`.
+Each sheet shows evenly spaced frames of the utterance with every face track's box, id and the
+five landmarks the mouth crops were aligned on (the chosen track thick and green, the others red),
+one strip per track of the aligned mouth crops LipSyncNet scored, and a caption with the method,
+the reason, the confidence and every track's score. When the method reads LipSyncNet (`auto`,
+`lipsyncnet`, `fused`) and its checkpoint is present, each track's best audio offset, offset
+confidence and sync score are added. Run it from the project root after `dvc repro speaker`.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _text(canvas: np.ndarray, text: str, origin: tuple[int, int], scale: float =
 
 
 def _frame_tile(image: np.ndarray, frame: int, tracks: dict[int, tuple[list[int], list[np.ndarray]]],
-                chosen: int) -> np.ndarray:
+                chosen: int, landmarks: dict[int, dict[int, np.ndarray]]) -> np.ndarray:
     scale = TILE_WIDTH / image.shape[1]
     tile = cv2.resize(image, (TILE_WIDTH, int(round(image.shape[0] * scale))), interpolation=cv2.INTER_AREA)
     for track_id, (frames, boxes) in tracks.items():
@@ -52,6 +52,8 @@ def _frame_tile(image: np.ndarray, frame: int, tracks: dict[int, tuple[list[int]
         x1, y1, x2, y2 = (int(round(v * scale)) for v in box_at(frames, boxes, frame))
         colour, width = (CHOSEN, 3) if track_id == chosen else (OTHER, 1)
         cv2.rectangle(tile, (x1, y1), (x2, y2), colour, width)
+        for x, y in landmarks.get(track_id, {}).get(frame, np.zeros((0, 2))):
+            cv2.circle(tile, (int(round(x * scale)), int(round(y * scale))), 2, (255, 220, 0), -1)
         _text(tile, str(track_id), (x1 + 3, max(12, y1 - 4)), 0.5, colour, 2)
     _text(tile, f"frame {frame}", (5, tile.shape[0] - 6), 0.4, (255, 255, 255))
     return tile
@@ -63,7 +65,7 @@ def _lip_strip(track_id: int, lips: np.ndarray | None, chosen: int, width: int) 
     colour = CHOSEN if track_id == chosen else OTHER
     _text(strip, f"track {track_id}", (6, 32), 0.5, colour, 2)
     if lips is None or not len(lips):
-        _text(strip, "(mouth crops are only decoded for sync scorers)", (100, 32), 0.4)
+        _text(strip, "(no mouth crops: the track has no frame in the utterance)", (100, 32), 0.4)
         return strip
     x = 100
     for index in evenly(0, len(lips), STRIP_CROPS):
@@ -76,8 +78,9 @@ def _lip_strip(track_id: int, lips: np.ndarray | None, chosen: int, width: int) 
 
 
 def _profiles(method: str, clips: list[Any], cut: Any) -> dict[int, Any]:
-    """LipSyncNet diagnostics per track, when the checkpoint is there (else nothing)."""
-    if method != "lipsyncnet" or not (paths.LIPSYNC_DIR / "model.safetensors").exists():
+    """LipSyncNet diagnostics per track, when the method reads it and the checkpoint is there (else nothing)."""
+    reads_lipsyncnet = method.split(":")[0] in ("auto", "lipsyncnet", "fused")
+    if not reads_lipsyncnet or not (paths.LIPSYNC_DIR / "model.safetensors").exists():
         return {}
     from pipeline.speaker_select import LipSyncScorer, UtteranceContext
 
@@ -85,8 +88,9 @@ def _profiles(method: str, clips: list[Any], cut: Any) -> dict[int, Any]:
     scorer = LipSyncScorer.from_params({"lipsync": {**lipsync, "device": "cpu"}})
     audio, rate = sf.read(cut.audio, dtype="float32")
     audio = audio.mean(axis=1) if audio.ndim > 1 else audio
-    return scorer.profiles([c for c in clips if c.lips is not None and len(c.lips)],
-                           UtteranceContext(cut.utt_id, audio, int(rate), float(cut.fps)))
+    profiles = scorer.profiles([c for c in clips if c.lips is not None and len(c.lips)],
+                               UtteranceContext(cut.utt_id, audio, int(rate), float(cut.fps)))
+    return {track: (profile, profile.sync_score(scorer.max_offset)) for track, profile in profiles.items()}
 
 
 def contact_sheet(utt_id: str, frames: int = 8) -> np.ndarray:
@@ -108,7 +112,9 @@ def contact_sheet(utt_id: str, frames: int = 8) -> np.ndarray:
                           tracks, [], every_frame=bool(tracks))
     collected = next(iter(collect_clips(media, [request])), None) if tracks else None
     images = dict(iter_frames(media, shown, float(cut.fps)))
-    tiles = [_frame_tile(images[f], f, tracks, chosen) for f in shown if f in images]
+    clips = collected.clips if collected is not None else []
+    landmarks = {c.track_id: dict(zip(c.frames.tolist(), c.landmarks)) for c in clips if c.landmarks is not None}
+    tiles = [_frame_tile(images[f], f, tracks, chosen, landmarks) for f in shown if f in images]
     if not tiles:
         raise MediaError(f"no frame of {utt_id} could be decoded from {media}")
     columns = 4
@@ -116,7 +122,6 @@ def contact_sheet(utt_id: str, frames: int = 8) -> np.ndarray:
         tiles.append(np.full_like(tiles[0], 255))
     grid = np.vstack([np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)])
     width = grid.shape[1]
-    clips = collected.clips if collected is not None else []
     strips = [_lip_strip(c.track_id, c.lips, chosen, width) for c in clips]
     profiles = _profiles(method, clips, cut)
     scores = json.loads(choice.scores) if choice is not None else {}
@@ -126,8 +131,9 @@ def contact_sheet(utt_id: str, frames: int = 8) -> np.ndarray:
     for track_id in sorted(tracks):
         line = f"track {track_id}: score {scores.get(str(track_id), float('nan')):.4f}"
         if track_id in profiles:
-            p = profiles[track_id]
-            line += f"   best offset {p.best_offset:+d} frames   offset confidence {p.confidence:.3f}"
+            p, sync = profiles[track_id]
+            line += (f"   sync score {sync:.3f}   best offset {p.best_offset:+d} frames   "
+                     f"offset confidence {p.confidence:.3f}")
         lines.append(("> " if track_id == chosen else "  ") + line)
     caption = np.full((24 * len(lines) + 12, width, 3), 255, np.uint8)
     for i, line in enumerate(lines):

@@ -32,6 +32,12 @@ def speaker_summary() -> None:
         sync = json.loads(paths.LIPSYNC_METRICS.read_text())
         print(f"  LipSyncNet dev sync accuracy {sync.get('dev_sync_accuracy')}, offset accuracy "
               f"{sync.get('dev_offset_accuracy')} ({paths.LIPSYNC_METRICS})")
+        selection = sync.get("selection") or {}
+        if selection:
+            print(f"  speaker.method auto -> {selection['method']}: {selection['reason']}")
+            for name, figures in selection.get("accuracy", {}).items():
+                cells = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in figures.items())
+                print(f"    {name:<14} held-out virtual scenes: {cells}")
     truth = truth_agreement(choices)
     if truth.get("truth_agreement") is not None:
         print(f"  agrees with the demo generator's speaker on {100 * truth['truth_agreement']:.1f}% of "
