@@ -436,6 +436,8 @@ def main() -> None:
     torch.set_num_threads(2)
     os.environ.setdefault("PIPELINE_ORCHESTRATOR", "plain")
     started = time.perf_counter()
+    # provenance as of the start: the tree may change while a long run goes on
+    commit, dirty = _git("rev-parse", "HEAD"), bool(_git("status", "--porcelain", "--untracked-files=no"))
     params = load_params(PROJECT / "params.yaml")
     _apply_sets(params, args.sets)
     params["run"]["max_failure_ratio"] = 1.0
@@ -446,7 +448,7 @@ def main() -> None:
         if args.workdir is None:
             shutil.rmtree(root, ignore_errors=True)
     report = {
-        "commit": _git("rev-parse", "HEAD"), "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "commit": commit, "dirty": dirty,
         "corpora": corpora,
         "params": {"lipsync": params["lipsync"], "speaker": params["speaker"], "faces": params["faces"]},
         "overrides": args.sets,

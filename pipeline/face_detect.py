@@ -40,6 +40,9 @@ class FaceDetector:
         else:
             small = frames
         min_size = max(12, int(round(self.min_face_size * scale)))
+        if min(small[0].shape[:2]) < min_size:
+            # no face of the minimum size fits in the frame (MTCNN's image pyramid would be empty)
+            return [(np.zeros((0, 4)), np.zeros(0)) for _ in frames]
         model = _mtcnn(self.device, min_size, self.threshold)
         with _LOCK:  # MTCNN keeps no per-call state, but torch threads are better used by one batch
             boxes, probs = model.detect(np.stack(small))

@@ -20,6 +20,7 @@ import soundfile as sf
 from pipeline import paths
 from pipeline.cache import PartCache, content_fingerprint
 from pipeline.config import positive
+from pipeline.item_guard import guarded
 from pipeline.ledger import Failure, write_stage_ledger
 from pipeline.manifest import Manifest, read_manifest
 from pipeline.media import MediaError, probe, read_audio
@@ -139,6 +140,10 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
 
     def work(item: tuple[Path, pd.DataFrame]) -> tuple[pa.Table, list[Failure], Path]:
         media, rows = item
+        return guarded(STAGE, rows.utt_id, lambda: cut_item(media, rows),
+                       lambda failures: (SCHEMA.empty_table(), failures, cache.dir))
+
+    def cut_item(media: Path, rows: pd.DataFrame) -> tuple[pa.Table, list[Failure], Path]:
         fingerprint = {
             "media": content_fingerprint(media) if media.exists() else f"missing:{media}",
             "utts": rows[["utt_id", "start", "end"]].astype(str).values.tolist(),

@@ -19,6 +19,7 @@ from pipeline.cache import PartCache, content_fingerprint
 from pipeline.config import positive
 from pipeline.device import resolve_device
 from pipeline.face_detect import FaceDetector
+from pipeline.item_guard import guarded
 from pipeline.ledger import Failure, write_stage_ledger
 from pipeline.media import MediaError, iter_frames
 from pipeline.runner import Runner
@@ -113,7 +114,9 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
         media, rows = item
         fingerprint = {"media": content_fingerprint(media),
                        "utts": rows[["utt_id", "start_frame", "end_frame"]].astype(str).values.tolist()}
-        return cache.get_or_compute(fingerprint, lambda: _faces_for_media(media, rows, cfg, detector))
+        return guarded(STAGE, rows.utt_id,
+                       lambda: cache.get_or_compute(fingerprint, lambda: _faces_for_media(media, rows, cfg, detector)),
+                       lambda failures: (SCHEMA.empty_table(), failures))
 
     results = runner.map(work, groups, name=STAGE)
     tables = [table for table, _ in results]

@@ -42,6 +42,7 @@ from extractors.base import SAMPLE_RATE
 from pipeline import paths
 from pipeline.cache import PartCache, content_fingerprint, stable_hash
 from pipeline.config import ConfigError, section
+from pipeline.item_guard import guarded
 from pipeline.ledger import Failure, write_stage_ledger
 from pipeline.manifest import read_manifest
 from pipeline.media import MediaError, iter_frames
@@ -226,7 +227,13 @@ class ChunkWorker:
         return [[u, self.crops.fingerprint(u)] for u in chunk.utt_ids]
 
     def __call__(self, chunk: Chunk) -> tuple[pa.Table, list[Failure]]:
-        return self.cache.get_or_compute(self.fingerprint(chunk), lambda: self.compute(chunk))
+        return guarded(self.stage, chunk.utt_ids,
+                       lambda: self.cache.get_or_compute(self.fingerprint(chunk), lambda: self.compute(chunk)),
+                       lambda failures: (self.empty(), failures))
+
+    def empty(self) -> pa.Table:
+        dim, sequences = self.extractor.dim, [] if self.extractor.wants_sequence else None
+        return vector_table([], np.zeros((0, dim), dtype=np.float32), sequences)
 
     def load_items(self, chunk: Chunk) -> tuple[list[Any], list[Failure]]:
         consumes = self.extractor.consumes

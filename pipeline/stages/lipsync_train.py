@@ -52,6 +52,7 @@ from pipeline import paths
 from pipeline.clips import ClipRequest, collect_clips, tracks_of
 from pipeline.config import ConfigError, positive
 from pipeline.device import resolve_device
+from pipeline.item_guard import guarded
 from pipeline.ledger import Failure, write_stage_ledger
 from pipeline.lipsync_data import Augment, PairSampler, TrackSeries, split_by_dialogue, timeline
 from pipeline.media import MediaError
@@ -369,9 +370,13 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     train_dialogues, dev_dialogues = split_by_dialogue(sorted({dialogues[u] for u in wanted}), dev_fraction,
                                                        options.seed)
 
-    results = runner.map(lambda item: _material_for_media(Path(item[0]), item[1], faces_by_utt, dialogues, config,
-                                                          dev_dialogues),
-                         list(cuts.groupby("media", sort=True)), name=f"{STAGE}: mouths")
+    def read_media(item: tuple[str, pd.DataFrame]) -> tuple[list, dict, list[Failure]]:
+        return guarded(STAGE, item[1].utt_id,
+                       lambda: _material_for_media(Path(item[0]), item[1], faces_by_utt, dialogues, config,
+                                                   dev_dialogues),
+                       lambda failures: ([], {}, failures))
+
+    results = runner.map(read_media, list(cuts.groupby("media", sort=True)), name=f"{STAGE}: mouths")
     material = [m for part, _, _ in results for m in part]
     mels = {k: v for _, part, _ in results for k, v in part.items()}
     problems = [p for _, _, part in results for p in part]

@@ -25,6 +25,7 @@ import soundfile as sf
 from pipeline import paths
 from pipeline.cache import PartCache, content_fingerprint
 from pipeline.clips import DEFAULT_LIP_SIZE, ClipRequest, collect_clips, evenly, tracks_of
+from pipeline.item_guard import guarded
 from pipeline.ledger import Failure, write_stage_ledger
 from pipeline.media import MediaError
 from pipeline.runner import Runner
@@ -126,7 +127,10 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     empty = faces.iloc[0:0]
 
     def work(item: tuple[str, pd.DataFrame]) -> tuple[pa.Table, pa.Table, list[Failure]]:
-        media, rows = item
+        return guarded(STAGE, item[1].utt_id, lambda: speaker_item(*item),
+                       lambda failures: (SPEAKER_SCHEMA.empty_table(), CROPS_SCHEMA.empty_table(), failures))
+
+    def speaker_item(media: str, rows: pd.DataFrame) -> tuple[pa.Table, pa.Table, list[Failure]]:
         utt_faces = {u: faces_by_utt.get(u, empty) for u in rows.utt_id}
         fingerprint = {"media": content_fingerprint(media),
                        "faces": pd.util.hash_pandas_object(pd.concat(utt_faces.values()), index=False).sum().item()
