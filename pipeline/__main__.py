@@ -15,6 +15,7 @@ import time
 from pipeline.config import ConfigError, load_params
 from pipeline.ledger import FailureRatioExceeded
 from pipeline.monitor import monitoring_api
+from pipeline.params_check import check_params
 from pipeline.runner import PlainRunner
 from pipeline.stages import STAGE_MODULES, get_stage
 
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         params = load_params(options.params)
+        check_params(params)  # every block, before any work: a typo never runs on defaults
         api = monitoring_api()
         if api is not None:
             from flows.adapter import cap_exit_flush, run_stage_as_flow

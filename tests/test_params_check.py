@@ -1,0 +1,64 @@
+"""Every params block rejects unknown keys before any work, naming the key and the allowed ones."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from pipeline.config import ConfigError
+from pipeline.params_check import check_params
+from tests.conftest import PROJECT
+
+# (where the typo goes, the message must name it and list an allowed key beside it)
+TYPOS = [
+    (("dataset",), "nmae", "'dataset.nmae'", "root"),
+    (("dataset", "demo"), "dialogs", "'dataset.demo.dialogs'", "dialogues"),
+    (("dataset", "demo", "cue_fidelity"), "txt", "'dataset.demo.cue_fidelity.txt'", "text"),
+    (("dataset", "iemocap"), "dev_dialogue", "'dataset.iemocap.dev_dialogue'", "dev_dialogues"),
+    (("dataset", "table"), "pth", "'dataset.table.pth'", "path"),
+    (("cut",), "sample_rte", "'cut.sample_rte'", "sample_rate"),
+    (("faces",), "sample_fsp", "'faces.sample_fsp'", "sample_fps"),
+    (("lipsync",), "stepz", "'lipsync.stepz'", "steps"),
+    (("lipsync", "augment"), "flipp", "'lipsync.augment.flipp'", "flip"),
+    (("lipsync", "model"), "windw", "lipsync.model", "windw"),
+    (("speaker",), "metod", "'speaker.metod'", "method"),
+    (("features", "audio"), "featureset", "'features.audio.featureset'", "feature_set"),
+    (("features", "visual"), "frame", "'features.visual.frame'", "frames"),
+    (("finetune_text",), "epoch", "'finetune_text.epoch'", "epochs"),
+    (("models", "lfvd"), "hiden", "'models.lfvd'", "hidden"),
+    (("models", "text_gru"), "dropuot", "'models.text_gru'", "dropout"),
+    (("train",), "seed", "'train.seed'", "seeds"),
+    (("run",), "worker", "'run.worker'", "workers"),
+    ((), "feature", "'feature'", "features"),
+]
+
+
+@pytest.mark.parametrize("where, key, named, allowed", TYPOS, ids=[".".join(t[0] + (t[1],)) for t in TYPOS])
+def test_an_unknown_key_in_any_block_is_a_config_error(base_params, where, key, named, allowed):
+    params = copy.deepcopy(base_params)
+    node = params
+    for part in where:
+        node = node.setdefault(part, {})
+    node[key] = 1
+    with pytest.raises(ConfigError) as caught:
+        check_params(params)
+    assert named in str(caught.value) and allowed in str(caught.value)
+
+
+def test_the_project_params_pass(base_params):
+    check_params(base_params)
+
+
+def test_a_stage_refuses_a_typo_before_any_work(tmp_path, base_params):
+    params = copy.deepcopy(base_params)
+    params["faces"]["sample_fsp"] = 3
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    done = subprocess.run([sys.executable, "-m", "pipeline", "faces"], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(PROJECT), "PIPELINE_ORCHESTRATOR": "plain", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 2, done.stderr
+    assert "unknown key 'faces.sample_fsp'" in done.stderr and "sample_fps" in done.stderr
+    assert not (tmp_path / "data").exists()  # nothing read, nothing written
