@@ -13,6 +13,7 @@ import sys
 import time
 
 from pipeline.config import ConfigError, load_params
+from pipeline.item_guard import DiskFull, disk_full, is_disk_full
 from pipeline.ledger import FailureRatioExceeded
 from pipeline.monitor import monitoring_api
 from pipeline.params_check import check_params
@@ -45,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     except FailureRatioExceeded as error:
         print(str(error), file=sys.stderr)
         return 3
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        message = str(error) if isinstance(error, DiskFull) else str(disk_full(error, options.stage))
+        print(f"disk full: {message}", file=sys.stderr)
+        return 4
     name = options.stage if options.arg is None else f"{options.stage}@{options.arg}"
     summary = {"stage": name, "seconds": round(time.perf_counter() - started, 2), **(summary or {})}
     print(json.dumps(summary, default=str))
