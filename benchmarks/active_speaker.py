@@ -19,6 +19,7 @@ the train fold (whole clips, seeded), to show how much footage the self-supervis
     python benchmarks/active_speaker.py [--data ../shared/data] [--corpora voxceleb2 grid]
                                         [--scenes 100] [--fractions 0.25 0.5 1.0] [--set lipsync.steps=1500]
     python benchmarks/active_speaker.py --dev-only ...   # tuning: dev scenes only
+    python benchmarks/active_speaker.py --combine vox.json grid.json   # corpora run separately, one commit
 
 Writes `benchmarks/results/active_speaker.json` (`active_speaker_dev.json` with `--dev-only`) and
 prints the tables. CPU throughput is wall clock
@@ -410,6 +411,26 @@ def print_tables(report: dict[str, Any]) -> None:
               f"auto chose {full['selection']['method']} ({full['selection']['reason']})")
 
 
+def combine(files: list[Path]) -> dict[str, Any]:
+    """One report from runs of different corpora made at the same commit with the same params."""
+    reports = [json.loads(Path(f).read_text()) for f in files]
+    if len({r["commit"] for r in reports}) != 1 or any(r["dirty"] for r in reports):
+        sys.exit("only runs of one clean commit can be combined: " +
+                 ", ".join(f"{f}: {r['commit'][:10]}{' dirty' if r['dirty'] else ''}" for f, r in zip(files, reports)))
+    if any(r["params"] != reports[0]["params"] or r["overrides"] != reports[0]["overrides"] for r in reports):
+        sys.exit("only runs with the same params can be combined")
+    corpora: dict[str, Any] = {}
+    for report in reports:
+        for name, result in report["corpora"].items():
+            if name in corpora:
+                sys.exit(f"{name} appears in more than one of {', '.join(map(str, files))}")
+            corpora[name] = {**result, "run": {k: report[k] for k in ("command", "date", "machine", "seconds")}}
+    return {**reports[0], "corpora": corpora,
+            "command": "python benchmarks/active_speaker.py --combine " + " ".join(map(str, files)),
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "seconds": round(sum(r["seconds"] for r in reports), 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=PROJECT.parent / "shared" / "data")
@@ -426,7 +447,15 @@ def main() -> None:
     parser.add_argument("--dev-only", action="store_true", help="tune: train and score dev scenes, never the test fold")
     parser.add_argument("--with-dev", action="store_true", help="score the dev scenes as well as the test scenes")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="params override key=value")
+    parser.add_argument("--combine", type=Path, nargs="+", default=None,
+                        help="merge finished runs of different corpora (same commit) into one results file")
     args = parser.parse_args()
+    if args.combine:
+        report = combine(args.combine)
+        print_tables(report)
+        (args.out / "active_speaker.json").write_text(json.dumps(report, indent=2, default=float))
+        print(f"\nwrote {args.out / 'active_speaker.json'}")
+        return
     if not (args.data / "clips").is_dir():
         sys.exit(f"{args.data / 'clips'} not found: pass --data pointing at the shared data folder")
     if 1.0 not in args.fractions:

@@ -1,0 +1,156 @@
+"""README results tables, rendered from the committed `benchmarks/results/*.json`, never typed by hand.
+
+A table lives in README.md between two markers naming its renderer:
+
+    <!-- results:active_speaker.voxceleb2 -->
+    ...generated...
+    <!-- /results:active_speaker.voxceleb2 -->
+
+`python -m pipeline.readme_tables` rewrites every marked block from the JSON files; `--check` exits
+non-zero when README and JSON disagree (the test suite runs the same check). To add a table, register
+a renderer: a function from the results folder to Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+README = ROOT / "README.md"
+RESULT_FILE = "benchmarks/results/active_speaker.json"
+
+Renderer = Callable[[Path], str]
+RENDERERS: dict[str, Renderer] = {}
+BLOCK = re.compile(r"(<!-- results:(?P<name>[\w.]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
+
+
+def renderer(name: str) -> Callable[[Renderer], Renderer]:
+    """Register a table under the name its README markers use."""
+    def register(function: Renderer) -> Renderer:
+        RENDERERS[name] = function
+        return function
+    return register
+
+
+def _load(results: Path, name: str) -> dict:
+    return json.loads((results / name).read_text())
+
+
+def _accuracy(cell: dict, size: str) -> str:
+    if f"{size}_face_accuracy" not in cell:
+        return "-"
+    lo, hi = cell[f"{size}_face_ci"]
+    return f"{100 * cell[f'{size}_face_accuracy']:.1f}% [{100 * lo:.0f}, {100 * hi:.0f}]"
+
+
+def _provenance(report: dict, file: str) -> str:
+    dirty = " (uncommitted changes)" if report.get("dirty") else ""
+    return (f"`{file}`, commit `{report['commit'][:10]}`{dirty}, {report['date']}, "
+            f"{report['machine']}: `{report['command']}`")
+
+
+def _speaker_table(report: dict, corpus: str) -> str:
+    """Test-fold accuracy per method for both distractor variants, with the speaker stage's CPU speed."""
+    if corpus not in report["corpora"]:
+        return (f"*Not in `benchmarks/results/active_speaker.json` (commit `{report['commit'][:10]}`) yet: "
+                f"`python benchmarks/active_speaker.py --corpora {corpus}` measures it.*")
+    result = report["corpora"][corpus]
+    speed = result.get("test_speaker_throughput", {})
+    lines = ["| method | hard, two faces | hard, three faces | listening, two faces | listening, three faces "
+             "| speaker stage, utt/s (CPU) |", "|---|---|---|---|---|---|"]
+    for method, hard in result["hard"].items():
+        listening = result["listening"].get(method, {})
+        name = f"`{method}`" if method != "default" else f"default (`{report['params']['speaker']['method']}`)"
+        ups = speed.get(method, {}).get("utterances_per_second", "-")
+        lines.append(f"| {name} | {_accuracy(hard, 'two')} | {_accuracy(hard, 'three')} | "
+                     f"{_accuracy(listening, 'two')} | {_accuracy(listening, 'three')} | {ups} |")
+    trained = result["lipsync_train"]["100%"]
+    metrics = trained["metrics"]
+    selection = metrics["selection"]
+    scenes = result["scenes_per_cell"]
+    lines += ["", f"{scenes} test scenes per cell, {result['scene_seconds']:.0f} s each, people "
+              f"{', '.join(result['people']['test'])} (never in training); 95% Wilson intervals. "
+              f"`lipsync_train` on the train fold ({trained['clips']} clips of {trained['people']} people, "
+              f"{trained['seconds_of_video']:.0f} s of video, plus {trained['multi_face_scenes']} unlabelled "
+              f"multi-face scenes) took {trained['train_seconds']:.0f} s; its own dev figures: sync accuracy "
+              f"{metrics['dev_sync_accuracy']}, offset recovery {metrics['dev_offset_accuracy']}; `auto` chose "
+              f"`{selection['method']}`: {selection['reason']}.",
+              "", f"Source: {_provenance({**report, **result.get('run', {})}, RESULT_FILE)}"]
+    return "\n".join(lines)
+
+
+@renderer("active_speaker.voxceleb2")
+def active_speaker_voxceleb2(results: Path) -> str:
+    return _speaker_table(_load(results, "active_speaker.json"), "voxceleb2")
+
+
+@renderer("active_speaker.grid")
+def active_speaker_grid(results: Path) -> str:
+    return _speaker_table(_load(results, "active_speaker.json"), "grid")
+
+
+@renderer("active_speaker.fractions")
+def active_speaker_fractions(results: Path) -> str:
+    """Test accuracy (hard distractors) against the share of the train fold LipSyncNet learned from."""
+    result = _load(results, "active_speaker.json")["corpora"]["voxceleb2"]
+    curve = result["train_fraction_test_hard"]
+    methods = list(next(iter(curve.values())))
+    lines = ["| train fold used | video | dev sync accuracy | " + " | ".join(
+        f"`{m}` two faces | `{m}` three faces" for m in methods) + " |",
+        "|---|---|---|" + "---|---|" * len(methods)]
+    for share, cells in curve.items():
+        trained = result["lipsync_train"][share]
+        row = [share, f"{trained['seconds_of_video']:.0f} s, {trained['people']} people",
+               str(trained["metrics"]["dev_sync_accuracy"])]
+        row += [_accuracy(cells[m], size) for m in methods for size in ("two", "three")]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+@renderer("active_speaker.dev")
+def active_speaker_dev(results: Path) -> str:
+    """The dev-fold figures the settings were chosen on (hard distractors)."""
+    report = _load(results, "active_speaker_dev.json")
+    dev = report["corpora"]["voxceleb2"]["dev"]["hard"]
+    lines = ["| method | two faces | three faces |", "|---|---|---|"]
+    lines += [f"| `{m}` | {_accuracy(c, 'two')} | {_accuracy(c, 'three')} |" for m, c in dev.items() if m != "default"]
+    lines += ["", f"Source: {_provenance(report, 'benchmarks/results/active_speaker_dev.json')}"]
+    return "\n".join(lines)
+
+
+def render_readme(text: str, results: Path = RESULTS) -> str:
+    """`text` with every marked block replaced by its renderer's output; unknown names fail loudly."""
+    def fill(match: re.Match) -> str:
+        name = match["name"]
+        if name not in RENDERERS:
+            raise KeyError(f"README marks a table {name!r}; known tables: {sorted(RENDERERS)}")
+        return f"{match.group(1)}{RENDERERS[name](results).rstrip()}\n{match.group(4)}"
+    return BLOCK.sub(fill, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="fail when README differs from the JSON")
+    parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    text = args.readme.read_text()
+    rendered = render_readme(text, args.results)
+    if args.check:
+        if rendered != text:
+            print(f"{args.readme} is out of date with {args.results}: run python -m pipeline.readme_tables",
+                  file=sys.stderr)
+            return 1
+        return 0
+    args.readme.write_text(rendered)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
