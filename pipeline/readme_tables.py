@@ -38,8 +38,17 @@ def renderer(name: str) -> Callable[[Renderer], Renderer]:
     return register
 
 
+class NotMeasured(Exception):
+    """The results file a table needs is absent: the table says how to make it instead."""
+
+
 def _load(results: Path, name: str) -> dict:
-    return json.loads((results / name).read_text())
+    path = results / name
+    if not path.is_file():
+        script = name.split(".")[0].removesuffix("_dev")
+        raise NotMeasured(f"*Not measured at this commit yet: `python benchmarks/{script}.py` writes "
+                          f"`benchmarks/results/{name}`.*")
+    return json.loads(path.read_text())
 
 
 def _accuracy(cell: dict, size: str) -> str:
@@ -130,7 +139,11 @@ def render_readme(text: str, results: Path = RESULTS) -> str:
         name = match["name"]
         if name not in RENDERERS:
             raise KeyError(f"README marks a table {name!r}; known tables: {sorted(RENDERERS)}")
-        return f"{match.group(1)}{RENDERERS[name](results).rstrip()}\n{match.group(4)}"
+        try:
+            body = RENDERERS[name](results)
+        except NotMeasured as missing:
+            body = str(missing)
+        return f"{match.group(1)}{body.rstrip()}\n{match.group(4)}"
     return BLOCK.sub(fill, text)
 
 
