@@ -19,6 +19,7 @@ import threading
 import traceback
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TypeVar
 
 from pipeline import paths
@@ -57,9 +58,14 @@ def reason_of(error: BaseException) -> str:
     return f"{type(error).__name__}: {message}"
 
 
+def traceback_log(stage: str) -> Path:
+    """`data/failures/<stage>.log`, beside the stage's ledger."""
+    return paths.stage_ledger(stage).with_suffix(".log")
+
+
 def log_traceback(stage: str, utt_ids: Iterable[str], error: BaseException) -> None:
-    """Append the full traceback to `data/failures/<stage>.log`, beside the stage's ledger."""
-    log = paths.stage_ledger(stage).with_suffix(".log")
+    """Append the full traceback to the stage's traceback log."""
+    log = traceback_log(stage)
     ids = list(utt_ids)
     shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
     text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
@@ -81,5 +87,5 @@ def guarded(stage: str, utt_ids: Iterable[str], compute: Callable[[], R],
             raise
         ids = [str(u) for u in utt_ids]
         log_traceback(stage, ids, error)
-        reason = f"unexpected error: {reason_of(error)} (traceback in {paths.stage_ledger(stage).with_suffix('.log')})"
+        reason = f"unexpected error: {reason_of(error)} (traceback in {traceback_log(stage)})"
         return fallback([Failure(stage, u, reason) for u in ids])

@@ -23,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
-RESULT_FILE = "benchmarks/results/active_speaker.json"
+SPEAKER_RESULTS = "active_speaker.json"
+SPEAKER_DEV_RESULTS = "active_speaker_dev.json"
 
 Renderer = Callable[[Path], str]
 RENDERERS: dict[str, Renderer] = {}
@@ -60,14 +61,14 @@ def _accuracy(cell: dict, size: str) -> str:
 
 def _provenance(report: dict, file: str) -> str:
     dirty = " (uncommitted changes)" if report.get("dirty") else ""
-    return (f"`{file}`, commit `{report['commit'][:10]}`{dirty}, {report['date']}, "
+    return (f"`benchmarks/results/{file}`, commit `{report['commit'][:10]}`{dirty}, {report['date']}, "
             f"{report['machine']}: `{report['command']}`")
 
 
 def _speaker_table(report: dict, corpus: str) -> str:
     """Test-fold accuracy per method for both distractor variants, with the speaker stage's CPU speed."""
     if corpus not in report["corpora"]:
-        return (f"*Not in `benchmarks/results/active_speaker.json` (commit `{report['commit'][:10]}`) yet: "
+        return (f"*Not in `benchmarks/results/{SPEAKER_RESULTS}` (commit `{report['commit'][:10]}`) yet: "
                 f"`python benchmarks/active_speaker.py --corpora {corpus}` measures it.*")
     result = report["corpora"][corpus]
     speed = result.get("test_speaker_throughput", {})
@@ -90,24 +91,24 @@ def _speaker_table(report: dict, corpus: str) -> str:
               f"multi-face scenes) took {trained['train_seconds']:.0f} s; its own dev figures: sync accuracy "
               f"{metrics['dev_sync_accuracy']}, offset recovery {metrics['dev_offset_accuracy']}; `auto` chose "
               f"`{selection['method']}`: {selection['reason']}.",
-              "", f"Source: {_provenance({**report, **result.get('run', {})}, RESULT_FILE)}"]
+              "", f"Source: {_provenance({**report, **result.get('run', {})}, SPEAKER_RESULTS)}"]
     return "\n".join(lines)
 
 
 @renderer("active_speaker.voxceleb2")
 def active_speaker_voxceleb2(results: Path) -> str:
-    return _speaker_table(_load(results, "active_speaker.json"), "voxceleb2")
+    return _speaker_table(_load(results, SPEAKER_RESULTS), "voxceleb2")
 
 
 @renderer("active_speaker.grid")
 def active_speaker_grid(results: Path) -> str:
-    return _speaker_table(_load(results, "active_speaker.json"), "grid")
+    return _speaker_table(_load(results, SPEAKER_RESULTS), "grid")
 
 
 @renderer("active_speaker.fractions")
 def active_speaker_fractions(results: Path) -> str:
     """Test accuracy (hard distractors) against the share of the train fold LipSyncNet learned from."""
-    result = _load(results, "active_speaker.json")["corpora"]["voxceleb2"]
+    result = _load(results, SPEAKER_RESULTS)["corpora"]["voxceleb2"]
     curve = result["train_fraction_test_hard"]
     methods = list(next(iter(curve.values())))
     lines = ["| train fold used | video | dev sync accuracy | " + " | ".join(
@@ -125,11 +126,11 @@ def active_speaker_fractions(results: Path) -> str:
 @renderer("active_speaker.dev")
 def active_speaker_dev(results: Path) -> str:
     """The dev-fold figures the settings were chosen on (hard distractors)."""
-    report = _load(results, "active_speaker_dev.json")
+    report = _load(results, SPEAKER_DEV_RESULTS)
     dev = report["corpora"]["voxceleb2"]["dev"]["hard"]
     lines = ["| method | two faces | three faces |", "|---|---|---|"]
     lines += [f"| `{m}` | {_accuracy(c, 'two')} | {_accuracy(c, 'three')} |" for m, c in dev.items() if m != "default"]
-    lines += ["", f"Source: {_provenance(report, 'benchmarks/results/active_speaker_dev.json')}"]
+    lines += ["", f"Source: {_provenance(report, SPEAKER_DEV_RESULTS)}"]
     return "\n".join(lines)
 
 

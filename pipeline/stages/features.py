@@ -232,6 +232,7 @@ class ChunkWorker:
                        lambda failures: (self.empty(), failures))
 
     def empty(self) -> pa.Table:
+        """No rows, in the schema of this extractor's output (sequence column when it writes one)."""
         dim, sequences = self.extractor.dim, [] if self.extractor.wants_sequence else None
         return vector_table([], np.zeros((0, dim), dtype=np.float32), sequences)
 
@@ -397,8 +398,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     except ExtractorConfigError as error:
         raise ConfigError(f"params.yaml: 'features.{feature_key}.{error.field}' {error.message}") from error
 
-    empty = vector_table([], np.zeros((0, extractor.dim), dtype=np.float32), [] if extractor.wants_sequence else None)
-    table = concat_tables([t for t, _ in results], empty.schema).sort_by("utt_id")
+    table = concat_tables([t for t, _ in results], worker.empty().schema).sort_by("utt_id")
     failures = [f for _, item_failures in results for f in item_failures]
     meta = {
         "feature_key": feature_key,
