@@ -1,12 +1,15 @@
 """Running a pipeline stage as a Prefect flow: one flow run per stage, one task per work item.
 
-Monitoring is best effort. Progress goes to a throttled progress artifact from a background thread,
-reporting errors are swallowed, and if Prefect fails at any point the stage finishes plainly (its
-per-item part cache means finished items are not redone). A dead server never fails or hangs a stage.
+Monitoring is best effort and never on the stage's path. The flow runs on its own thread; progress
+and summary artifacts are pushed from background threads; a `ServerWatch` notices a server that
+dies or freezes, prints one warning line, silences Prefect and lets the stage finish without it
+(later maps run plainly). If Prefect fails before the stage starts, the stage runs plainly; its
+per-item part cache means finished items are never redone. A dead server never fails or hangs a stage.
 """
 
 from __future__ import annotations
 
+import contextvars
 import os
 import sys
 import threading
@@ -14,32 +17,50 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from flows.watch import ServerWatch
 from pipeline.hooks import TqdmHook
 from pipeline.runner import PlainRunner
 from pipeline.stages import get_stage
 
 T = TypeVar("T")
 R = TypeVar("R")
-EXIT_FLUSH_SECONDS = 20.0
+EXIT_FLUSH_SECONDS = 20.0  # Prefect drains queued events at exit; a healthy server needs far less
+LOST_EXIT_SECONDS = 1.0  # nothing left worth waiting for once the monitor is lost
+FINISH_GRACE_SECONDS = 10.0  # after the stage's work, time the flow gets to record its final state
+POLL_SECONDS = 0.2
+
+
+def _start_in_context(target: Callable[[], None], name: str) -> threading.Thread:
+    """A daemon thread that keeps the caller's Prefect run context (artifacts attach to the run)."""
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(target,), daemon=True, name=name)
+    thread.start()
+    return thread
 
 
 class ProgressReporter:
-    """Pushes the latest progress to a Prefect progress artifact at most once per `interval`."""
+    """Pushes the latest progress to a Prefect progress artifact at most once per `interval`.
 
-    def __init__(self, key: str, interval: float = 1.0) -> None:
+    All pushes happen on the reporter's thread; `update` and `finish` never wait on the server.
+    """
+
+    def __init__(self, key: str, watch: ServerWatch, interval: float = 1.0) -> None:
         self.key = key
+        self.watch = watch
         self.interval = interval
         self._latest: float | None = None
         self._artifact_id = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name=f"progress-{key}")
-        self._thread.start()
+        _start_in_context(self._loop, f"progress-{key}")
 
     def update(self, fraction: float) -> None:
         self._latest = fraction
 
+    def finish(self) -> None:
+        self._stop.set()  # the thread makes the last push
+
     def _push(self) -> None:
-        if self._latest is None:
+        if self._latest is None or self.watch.lost.is_set():
             return
         value, self._latest = self._latest, None
         try:
@@ -51,31 +72,35 @@ class ProgressReporter:
             else:
                 update_progress_artifact(self._artifact_id, progress=100 * value)
         except Exception as error:  # monitoring must never break the stage
-            print(f"[prefect] progress not reported: {error}", file=sys.stderr)
+            self.watch.declare_lost(f"progress not reported: {type(error).__name__}: {error}")
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             self._push()
-
-    def finish(self) -> None:
-        self._stop.set()
         self._push()
 
 
 class PrefectRunner:
-    """The `Runner` protocol over Prefect tasks submitted to the flow's task runner."""
+    """The `Runner` protocol over Prefect tasks submitted to the flow's task runner.
 
-    def __init__(self, stage_key: str) -> None:
+    Once the watch has lost the server, maps run on a `PlainRunner` instead.
+    """
+
+    def __init__(self, stage_key: str, watch: ServerWatch, workers: int) -> None:
         self.stage_key = stage_key
+        self.watch = watch
+        self.workers = workers
         self.hook = TqdmHook()
 
     def map(self, fn: Callable[[T], R], items: Sequence[T], name: str) -> list[R]:
+        if self.watch.lost.is_set():
+            return PlainRunner(self.workers, hook=self.hook).map(fn, items, name)
         from prefect import task
         from prefect.cache_policies import NO_CACHE
         from prefect.futures import as_completed
 
         items = list(items)
-        reporter = ProgressReporter(_artifact_key(f"{self.stage_key}-{name}"))
+        reporter = ProgressReporter(_artifact_key(f"{self.stage_key}-{name}"), self.watch)
         work = task(fn, name=name, cache_policy=NO_CACHE, persist_result=False)
         futures = [work.with_options(task_run_name=f"{name}-{index}").submit(item) for index, item in enumerate(items)]
         index_of = {id(future): index for index, future in enumerate(futures)}
@@ -99,57 +124,100 @@ def _summary_markdown(name: str, summary: dict[str, Any]) -> str:
     return f"## {name}\n\n| item | value |\n|---|---|\n{rows}\n"
 
 
-def run_stage_as_flow(stage: str, arg: str | None, params: dict[str, Any], api: str) -> dict[str, Any]:
+class _Owner:
+    """Who runs the stage: the flow thread or, if the monitor is lost before it starts, the caller."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value: str | None = None
+
+    def claim(self, who: str) -> bool:
+        with self._lock:
+            if self.value is None:
+                self.value = who
+            return self.value == who
+
+
+def run_stage_as_flow(stage: str, arg: str | None, params: dict[str, Any], api: str,
+                      watch: ServerWatch | None = None) -> dict[str, Any]:
     """Run `stage` inside a Prefect flow reporting to `api`; fall back to a plain run on any failure."""
     if api:
         os.environ["PREFECT_API_URL"] = api
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")  # stages log nothing worth shipping
     name = stage if arg is None else f"{stage}@{arg}"
-    box: dict[str, Any] = {}
+    workers = int(params.get("run", {}).get("workers", 2))
+    watch = (watch or ServerWatch(api, name)).start()
     stage_fn = get_stage(stage)
-    try:
-        from prefect import flow, tags
-        from prefect.artifacts import create_markdown_artifact
+    owner = _Owner()
+    box: dict[str, Any] = {}
 
-        from flows.runtime import task_runner
+    def run_flow() -> None:
+        try:
+            from prefect import flow, tags
+            from prefect.artifacts import create_markdown_artifact
+            from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        workers = int(params.get("run", {}).get("workers", 2))
+            from flows.runtime import task_runner
 
-        @flow(name=f"stage-{stage}", flow_run_name=name.replace("@", "-"), task_runner=task_runner(workers),
-              log_prints=False, validate_parameters=False)
-        def stage_flow() -> dict[str, Any]:
-            box["summary"] = stage_fn(params, PrefectRunner(name), arg)
-            try:
-                create_markdown_artifact(_summary_markdown(name, box["summary"]), key=_artifact_key(f"{name}-summary"),
-                                         description=f"summary of {name}")
-            except Exception as error:
-                print(f"[prefect] summary not reported: {error}", file=sys.stderr)
-            return box["summary"]
+            @flow(name=f"stage-{stage}", flow_run_name=name.replace("@", "-"), task_runner=task_runner(workers),
+                  log_prints=False, validate_parameters=False)
+            def stage_flow() -> dict[str, Any]:
+                if not owner.claim("flow"):
+                    return {}
+                box["summary"] = stage_fn(params, PrefectRunner(name, watch, workers), arg)
+                if not watch.lost.is_set():
+                    try:
+                        create_markdown_artifact(_summary_markdown(name, box["summary"]),
+                                                 key=_artifact_key(f"{name}-summary"), description=f"summary of {name}")
+                    except Exception as error:
+                        watch.declare_lost(f"summary not reported: {type(error).__name__}: {error}")
+                return box["summary"]
 
-        run_tags = [t for t in (os.environ.get("PIPELINE_RUN_TAG"), os.environ.get("DVC_STAGE")) if t]
-        with tags(*run_tags):
-            stage_flow()
+            run_tags = [t for t in (os.environ.get("PIPELINE_RUN_TAG"), os.environ.get("DVC_STAGE")) if t]
+            api_settings = {PREFECT_API_URL: api} if api else {}  # also when Prefect was imported earlier
+            with temporary_settings(updates=api_settings), tags(*run_tags):
+                stage_flow()
+        except BaseException as error:  # reported to the caller's thread below
+            box["error"] = error
+
+    flow_thread = _start_in_context(run_flow, f"flow-{name}")
+    finished_at: float | None = None
+    while flow_thread.is_alive():
+        flow_thread.join(POLL_SECONDS)
+        if "summary" in box:
+            finished_at = finished_at or time.monotonic()
+            if watch.lost.is_set() or time.monotonic() - finished_at > FINISH_GRACE_SECONDS:
+                break  # the work is done; the flow's final state is only reporting
+        elif watch.lost.is_set() and owner.claim("caller"):
+            break  # Prefect never got as far as starting the stage: run it here
+    watch.stop()
+    if "summary" in box:
         return box["summary"]
-    except Exception as error:
-        if "summary" in box:  # the work is done; only reporting failed
-            return box["summary"]
+    error = box.get("error")
+    if error is not None and owner.value == "flow":
         from pipeline.config import ConfigError
+        from pipeline.item_guard import is_disk_full
         from pipeline.ledger import FailureRatioExceeded
 
-        if isinstance(error, (ConfigError, FailureRatioExceeded)):
-            raise
-        print(f"[prefect] monitoring failed ({type(error).__name__}: {error}); finishing {name} without it",
-              file=sys.stderr)
-        return stage_fn(params, PlainRunner(params.get("run", {}).get("workers", 2)), arg)
+        stage_verdict = isinstance(error, (ConfigError, FailureRatioExceeded)) or (
+            isinstance(error, OSError) and is_disk_full(error))
+        if stage_verdict or not isinstance(error, Exception):
+            raise error
+    if error is not None:
+        watch.declare_lost(f"{type(error).__name__}: {error}")
+    return stage_fn(params, PlainRunner(workers), arg)
 
 
-def cap_exit_flush() -> None:
-    """Prefect drains queued events at exit; if the server went away, do not wait on it forever.
+def cap_exit_flush(code: int, lost: bool) -> None:
+    """End the process with `code` after a bounded wait for Prefect's exit-time event flush.
 
-    Only for command-line runs: it ends the process `EXIT_FLUSH_SECONDS` after being called.
+    Only for command-line runs, called once the stage's output and summary are written.
     """
 
     def force_exit() -> None:
-        time.sleep(EXIT_FLUSH_SECONDS)
-        os._exit(0)
+        time.sleep(LOST_EXIT_SECONDS if lost else EXIT_FLUSH_SECONDS)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
     threading.Thread(target=force_exit, daemon=True).start()

@@ -28,35 +28,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml")
     options = parser.parse_args(argv)
     started = time.perf_counter()
+    name = options.stage if options.arg is None else f"{options.stage}@{options.arg}"
+    watch = None
+    code = 0
     try:
         params = load_params(options.params)
         check_params(params)  # every block, before any work: a typo never runs on defaults
         api = monitoring_api()
         if api is not None:
-            from flows.adapter import cap_exit_flush, run_stage_as_flow
+            from flows.adapter import run_stage_as_flow
+            from flows.watch import ServerWatch
 
-            summary = run_stage_as_flow(options.stage, options.arg, params, api)
-            cap_exit_flush()
+            watch = ServerWatch(api, name)
+            summary = run_stage_as_flow(options.stage, options.arg, params, api, watch=watch)
         else:
             summary = get_stage(options.stage)(params, PlainRunner(params.get("run", {}).get("workers", 2)),
                                                options.arg)
+        summary = {"stage": name, "seconds": round(time.perf_counter() - started, 2), **(summary or {})}
+        print(json.dumps(summary, default=str))
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
-        return 2
+        code = 2
     except FailureRatioExceeded as error:
         print(str(error), file=sys.stderr)
-        return 3
+        code = 3
     except OSError as error:
         if not is_disk_full(error):
             raise
         message = str(error) if isinstance(error, DiskFull) else str(disk_full(error, options.stage))
         print(f"disk full: {message}", file=sys.stderr)
-        return 4
-    name = options.stage if options.arg is None else f"{options.stage}@{options.arg}"
-    summary = {"stage": name, "seconds": round(time.perf_counter() - started, 2), **(summary or {})}
-    print(json.dumps(summary, default=str))
-    return 0
+        code = 4
+    except BaseException:
+        code = 1  # a crash keeps its traceback and a failing exit status
+        raise
+    finally:
+        if watch is not None:  # Prefect flushes events at exit: bounded, and skipped once the server is gone
+            from flows.adapter import cap_exit_flush
 
+            cap_exit_flush(code, lost=watch.lost.is_set())
+    return code
 
 if __name__ == "__main__":
     sys.exit(main())
