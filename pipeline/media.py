@@ -127,3 +127,14 @@ def _scan(path: str | Path, targets: list[int], fps: float, seek: bool) -> Itera
             if targets[cursor] == index:
                 yield index, frame.to_ndarray(format="rgb24")
                 cursor += 1
+
+
+def write_float_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> None:
+    """32-bit float WAV with nothing but fmt and data: the same samples always give the same bytes.
+
+    libsndfile adds a PEAK chunk holding the time of writing to float files, so two cuts of one
+    utterance would differ byte for byte and a resumed run could not be checked against a clean one.
+    """
+    from scipy.io import wavfile
+
+    wavfile.write(str(path), int(sample_rate), np.asarray(samples, dtype=np.float32))

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import soundfile as sf
 
 from pipeline import paths
 from pipeline.cache import PartCache, content_fingerprint
@@ -23,7 +22,7 @@ from pipeline.config import positive
 from pipeline.item_guard import guarded
 from pipeline.ledger import Failure, write_stage_ledger
 from pipeline.manifest import Manifest, read_manifest
-from pipeline.media import MediaError, probe, read_audio
+from pipeline.media import MediaError, probe, read_audio, write_float_wav
 from pipeline.runner import Runner
 from pipeline.tables import concat_tables, write_atomic
 
@@ -86,7 +85,7 @@ def _cut_media(media: Path, rows: pd.DataFrame, cfg: dict[str, Any], wav_dir: Pa
         samples = audio[int(round(start * rate)) : int(round(end * rate))]
         wav = wav_dir / f"{paths.safe_name(row.utt_id)}.wav"
         tmp = wav.with_suffix(".wav.tmp")
-        sf.write(tmp, samples, rate, subtype="FLOAT", format="WAV")
+        write_float_wav(tmp, samples, rate)
         os.replace(tmp, wav)
         fps = info.fps if info.has_video else 0.0
         if info.has_video and fps > 0:
