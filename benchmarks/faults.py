@@ -15,6 +15,7 @@ Four parts, each on real stages run as `python -m pipeline <stage>` subprocesses
   mid-stage: same rows as a plain run, at most one warning line, bounded extra time.
 
     python benchmarks/faults.py [--trials 5] [--workdir /tmp/merc-faults] [--parts cases kills disk_full monitor]
+    python benchmarks/faults.py --combine kills.json cases.json   # parts run separately; each keeps its provenance
 
 Prints the tables and writes `benchmarks/results/faults.json`.
 """
@@ -317,6 +318,29 @@ def print_tables(result: dict[str, Any]) -> None:
                   f"warning lines {len(row.get('warning_lines', []))}, rows identical {row.get('rows_identical')}")
 
 
+PARTS = ("cases", "kills", "disk_full", "monitor")
+PROVENANCE = ("commit", "dirty", "command", "machine", "date", "params", "seconds")
+
+
+def combine(files: list[Path], out: Path) -> int:
+    """One faults.json from parts measured in separate runs; each part names the run it came from."""
+    result: dict[str, Any] = {"benchmark": "faults", "runs": []}
+    for index, file in enumerate(files):
+        report = json.loads(file.read_text())
+        result["runs"].append({key: report.get(key) for key in PROVENANCE})
+        for part in PARTS:
+            if report.get(part):
+                result[part] = report[part]
+                result.setdefault("part_run", {})[part] = index
+    result["commit"] = result["runs"][-1]["commit"]
+    result["dirty"] = any(run["dirty"] for run in result["runs"])
+    print_tables(result)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "faults.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"\nwritten to {out / 'faults.json'}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=None)
@@ -326,7 +350,11 @@ def main() -> int:
     parser.add_argument("--parts", nargs="+", default=["cases", "kills", "disk_full", "monitor"],
                         choices=["cases", "kills", "disk_full", "monitor"])
     parser.add_argument("--stages", nargs="+", default=list(LONG_STAGES), choices=list(LONG_STAGES))
+    parser.add_argument("--combine", nargs="+", type=Path, default=None,
+                        help="merge the parts of earlier runs' faults.json files (later files win)")
     options = parser.parse_args()
+    if options.combine:
+        return combine(options.combine, options.out)
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="merc-faults-"))
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)

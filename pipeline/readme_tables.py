@@ -25,6 +25,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
 SPEAKER_RESULTS = "active_speaker.json"
 SPEAKER_DEV_RESULTS = "active_speaker_dev.json"
+FAULTS_RESULTS = "faults.json"
 
 Renderer = Callable[[Path], str]
 RENDERERS: dict[str, Renderer] = {}
@@ -131,6 +132,56 @@ def active_speaker_dev(results: Path) -> str:
     lines = ["| method | two faces | three faces |", "|---|---|---|"]
     lines += [f"| `{m}` | {_accuracy(c, 'two')} | {_accuracy(c, 'three')} |" for m, c in dev.items() if m != "default"]
     lines += ["", f"Source: {_provenance(report, SPEAKER_DEV_RESULTS)}"]
+    return "\n".join(lines)
+
+
+def _faults_provenance(report: dict) -> str:
+    runs = report.get("runs") or [report]
+    parts = report.get("part_run") or {}
+    lines = []
+    for index, run in enumerate(runs):
+        names = [part for part, source in parts.items() if source == index] or ["all parts"]
+        dirty = " (uncommitted changes)" if run.get("dirty") else ""
+        lines.append(f"{', '.join(names)}: commit `{run['commit'][:10]}`{dirty}, {run['date']}, {run['machine']}: "
+                     f"`{run['command']}`")
+    return f"Source: `benchmarks/results/{FAULTS_RESULTS}`; " + "; ".join(lines)
+
+
+@renderer("faults.cases")
+def faults_cases(results: Path) -> str:
+    """Every awkward input, what should happen to it and what did."""
+    report = _load(results, FAULTS_RESULTS)
+    if not report.get("cases"):
+        raise NotMeasured("*Not measured at this commit yet: `python benchmarks/faults.py --parts cases`.*")
+    lines = ["| case | expected | got | ok |", "|---|---|---|---|"]
+    for row in report["cases"]:
+        cells = [str(row[key]).replace("|", "\\|").replace("\n", " ") for key in ("case", "expected", "got")]
+        lines.append(f"| {' | '.join(cells)} | {'yes' if row['ok'] else '**no**'} |")
+    return "\n".join(lines)
+
+
+@renderer("faults.kills")
+def faults_kills(results: Path) -> str:
+    """kill -9 trials per long stage, and the disk-full and monitor cases."""
+    report = _load(results, FAULTS_RESULTS)
+    if not report.get("kills"):
+        raise NotMeasured("*Not measured at this commit yet: `python benchmarks/faults.py --parts kills`.*")
+    lines = ["| stage | trials | identical output | killed while working |", "|---|---|---|---|"]
+    lines += [f"| `{row['stage']}` | {row['trials']} | {row['identical']} | {row['killed_mid_work']} |"
+              for row in report["kills"]]
+    disk = report.get("disk_full") or {}
+    if disk:
+        lines += ["", f"Disk full: {'passed' if disk.get('ok') else '**failed**'} (exit code {disk.get('exit_code')}, "
+                      f"no output left behind: {not disk.get('leftover_outputs')}, same rows after freeing space: "
+                      f"{disk.get('resumed_rows_identical')})."]
+    monitor = report.get("monitor") or {}
+    for fault in ("dies", "freezes"):
+        if fault in monitor:
+            case = monitor[fault]
+            lines += ["", f"Prefect server {fault} mid-stage: {'passed' if case['ok'] else '**failed**'}, "
+                          f"{len(case['warning_lines'])} warning line(s), {case['seconds']} s against "
+                          f"{case['plain_seconds']} s plain, rows identical: {case['rows_identical']}."]
+    lines += ["", _faults_provenance(report)]
     return "\n".join(lines)
 
 
