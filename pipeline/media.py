@@ -43,17 +43,39 @@ def probe(path: str | Path) -> MediaInfo:
             if video is not None and not duration and video.duration and video.time_base:
                 duration = float(video.duration * video.time_base)
             frames = int(video.frames) if video is not None and video.frames else int(round(duration * fps))
+            width = int(video.codec_context.width) if video else 0
+            height = int(video.codec_context.height) if video else 0
+            if video is not None and _first_frame_rotation(container, video) in (90, 270):
+                width, height = height, width  # the size frames have once turned upright, as they are read
             return MediaInfo(
                 has_audio=audio is not None,
                 has_video=video is not None,
                 fps=fps,
-                width=int(video.codec_context.width) if video else 0,
-                height=int(video.codec_context.height) if video else 0,
+                width=width,
+                height=height,
                 duration=duration,
                 frame_count=frames,
             )
     except av.error.FFmpegError as error:
         raise MediaError(f"corrupt or unreadable media ({type(error).__name__}: {error})") from error
+
+
+def _first_frame_rotation(container: av.container.InputContainer, video: av.video.stream.VideoStream) -> int:
+    """Display rotation in degrees (0, 90, 180, 270) of the first frame; 0 when none can be decoded."""
+    try:
+        for frame in container.decode(video):
+            return int(frame.rotation or 0) % 360
+    except av.error.FFmpegError:
+        return 0
+    return 0
+
+
+def upright(frame: av.VideoFrame) -> np.ndarray:
+    """The frame as RGB, turned the way a player shows it (phones store portrait video sideways and
+    tag it with a display rotation; the raw pixels would hold faces lying on their side)."""
+    image = frame.to_ndarray(format="rgb24")
+    turns = (int(frame.rotation or 0) % 360) // 90
+    return np.ascontiguousarray(np.rot90(image, k=turns)) if turns else image
 
 
 def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
@@ -125,7 +147,7 @@ def _scan(path: str | Path, targets: list[int], fps: float, seek: bool) -> Itera
             if cursor >= len(targets):
                 break
             if targets[cursor] == index:
-                yield index, frame.to_ndarray(format="rgb24")
+                yield index, upright(frame)
                 cursor += 1
 
 
