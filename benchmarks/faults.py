@@ -48,8 +48,8 @@ WORKSPACE_OVERRIDES = [
     "dataset.demo.dialogues=6", "dataset.demo.turns=[4, 6]",
     "lipsync.steps=60", "lipsync.batch_size=32",
     "finetune_text.epochs=3",
-    "train.seeds=[0, 1]", "train.epochs=4",
-    "refine.mrd.epochs=3",
+    "train.seeds=[0, 1]", "train.epochs=12",  # enough epochs that a kill lands in training, not in imports
+    "refine.mrd.epochs=8",
     "run.workers=2",
 ]
 LONG_STAGES = ("cut", "faces", "lipsync_train", "speaker", "features", "finetune_text", "train", "refine")
@@ -207,7 +207,7 @@ def _one_trial(step: dict[str, Any], workdir: Path, reference_seconds: float, re
     """Start from nothing, SIGKILL the stage's process group at a random moment, rerun, compare."""
     for attempt in range(4):
         clear(step, workdir)
-        at = rng.uniform(0.35, 0.95) * reference_seconds * (0.7 ** attempt)
+        at = rng.uniform(0.45, 0.95) * reference_seconds * (0.7 ** attempt)  # past most of the start-up
         process = subprocess.Popen(step["cmd"], cwd=workdir, env=_env(), stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL, start_new_session=True)
         try:
