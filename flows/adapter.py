@@ -101,8 +101,14 @@ class PrefectRunner:
 
         items = list(items)
         reporter = ProgressReporter(_artifact_key(f"{self.stage_key}-{name}"), self.watch)
-        work = task(fn, name=name, cache_policy=NO_CACHE, persist_result=False)
-        futures = [work.with_options(task_run_name=f"{name}-{index}").submit(item) for index, item in enumerate(items)]
+        try:
+            work = task(fn, name=name, cache_policy=NO_CACHE, persist_result=False)
+            futures = [work.with_options(task_run_name=f"{name}-{index}").submit(item)
+                       for index, item in enumerate(items)]
+        except Exception as error:  # Prefect could not take the work: do it here
+            self.watch.declare_lost(f"tasks not submitted: {type(error).__name__}: {error}")
+            reporter.finish()
+            return PlainRunner(self.workers, hook=self.hook).map(fn, items, name)
         index_of = {id(future): index for index, future in enumerate(futures)}
         results: list[R | None] = [None] * len(items)
         self.hook(name, 0, len(items))
@@ -164,7 +170,11 @@ def run_stage_as_flow(stage: str, arg: str | None, params: dict[str, Any], api: 
             def stage_flow() -> dict[str, Any]:
                 if not owner.claim("flow"):
                     return {}
-                box["summary"] = stage_fn(params, PrefectRunner(name, watch, workers), arg)
+                try:
+                    box["summary"] = stage_fn(params, PrefectRunner(name, watch, workers), arg)
+                except BaseException as error:
+                    box["stage_error"] = error  # the stage's own failure: never retried as if monitoring broke
+                    raise
                 if not watch.lost.is_set():
                     try:
                         create_markdown_artifact(_summary_markdown(name, box["summary"]),
@@ -193,19 +203,14 @@ def run_stage_as_flow(stage: str, arg: str | None, params: dict[str, Any], api: 
     watch.stop()
     if "summary" in box:
         return box["summary"]
+    if "stage_error" in box:
+        raise box["stage_error"]
     error = box.get("error")
-    if error is not None and owner.value == "flow":
-        from pipeline.config import ConfigError
-        from pipeline.item_guard import is_disk_full
-        from pipeline.ledger import FailureRatioExceeded
-
-        stage_verdict = isinstance(error, (ConfigError, FailureRatioExceeded)) or (
-            isinstance(error, OSError) and is_disk_full(error))
-        if stage_verdict or not isinstance(error, Exception):
-            raise error
+    if error is not None and owner.value == "flow" and not isinstance(error, Exception):
+        raise error
     if error is not None:
         watch.declare_lost(f"{type(error).__name__}: {error}")
-    return stage_fn(params, PlainRunner(workers), arg)
+    return stage_fn(params, PlainRunner(workers), arg)  # Prefect failed before the stage began
 
 
 def cap_exit_flush(code: int, lost: bool) -> None:

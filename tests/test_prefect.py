@@ -68,6 +68,23 @@ def test_stage_becomes_a_flow_run_with_a_task_per_item(prefect_server, fake_stag
     assert {"fake-x-square", "fake-x-summary"} <= keys
 
 
+def test_a_stage_error_under_prefect_is_raised_not_rerun(prefect_server, monkeypatch):
+    """A bug in the stage is the stage's failure, not a monitoring failure: no second, plain attempt."""
+    _, api = prefect_server
+    monkeypatch.setenv("PREFECT_API_URL", api)
+    calls = []
+
+    def broken_stage(params, runner, arg=None):
+        calls.append(type(runner).__name__)
+        runner.map(lambda x: x, ITEMS, name="square")
+        raise ValueError("a bug in the stage")
+
+    monkeypatch.setattr(adapter, "get_stage", lambda name: broken_stage)
+    with pytest.raises(ValueError, match="a bug in the stage"):
+        adapter.run_stage_as_flow("broken", None, {"run": {"workers": 2}}, api)
+    assert calls == ["PrefectRunner"]
+
+
 def test_an_absent_server_means_a_plain_run(monkeypatch):
     from flows.server import free_port
 
