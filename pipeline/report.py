@@ -10,8 +10,11 @@ from pipeline import paths
 
 
 def _fmt(block: dict | None) -> str:
+    """`mean ± std` in percent; a single seed has no spread, so only its value is shown."""
     if not block:
         return "-"
+    if block.get("std") is None:
+        return f"{100 * block['mean']:.2f} (1 seed)"
     return f"{100 * block['mean']:.2f} ± {100 * block['std']:.2f}"
 
 
