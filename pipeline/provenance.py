@@ -1,0 +1,98 @@
+"""Where a result came from: commit, params, input hashes, command, machine and date.
+
+Every `benchmarks/results/*.json` and every `metrics/<model>/eval.json` carries this block, so a
+number can always be traced back to the code and the data that produced it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def git_state(root: Path = PROJECT) -> dict[str, Any]:
+    """The commit checked out at `root` and whether tracked files differ from it (None outside git)."""
+    commit = _git(root, "rev-parse", "HEAD")
+    status = _git(root, "status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def machine() -> str:
+    """One line naming the hardware a timing was taken on."""
+    parts = [platform.machine(), f"{os.cpu_count()} CPU cores"]
+    try:
+        import psutil
+
+        parts.append(f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM")
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            parts.append(torch.cuda.get_device_name(0))
+        else:
+            parts.append("no GPU")
+    except ImportError:
+        pass
+    parts.append(f"Python {platform.python_version()}")
+    return ", ".join(parts)
+
+
+def dvc_lock_inputs(stage: str, root: Path = PROJECT) -> dict[str, str]:
+    """md5 of each dependency of `stage` as DVC recorded it in `dvc.lock` (empty when not locked)."""
+    lock = root / "dvc.lock"
+    if not lock.exists():
+        return {}
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    entry = stages.get(stage) or {}
+    return {dep["path"]: dep.get("md5") or dep.get("hash", "") for dep in entry.get("deps", [])}
+
+
+def provenance(
+    params: Mapping[str, Any] | None = None,
+    inputs: Mapping[str, str] | None = None,
+    command: Sequence[str] | str | None = None,
+    root: Path = PROJECT,
+) -> dict[str, Any]:
+    """The block every result file starts with; `command` defaults to this process's own."""
+    if command is None:
+        script = Path(sys.argv[0])
+        head = ["-m", script.parent.name] if script.name == "__main__.py" else [_relative(script, root)]
+        command = [*head, *sys.argv[1:]]
+    if not isinstance(command, str):
+        command = shlex.join(["python", *command])
+    return {
+        **git_state(root),
+        "params": dict(params or {}),
+        "inputs": dict(inputs or {}),
+        "command": command,
+        "machine": machine(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
