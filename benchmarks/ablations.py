@@ -16,10 +16,8 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
-import datetime as dt
 import json
 import os
-import platform
 import re
 import sys
 import tempfile
@@ -282,19 +280,6 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> dict[str, Any]:
-    import torch
-
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="folder for ablations.json")
@@ -333,11 +318,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs:
         params["train"]["epochs"] = args.epochs
 
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
-
-    started = time.monotonic()
-    results: list[dict[str, Any]] = []
     front_ends = {}
     for item in args.front_end:
         edit, _, folder = item.rpartition("=")
@@ -345,16 +325,29 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--front-end {item!r}: expected EDIT=DATA with DATA/manifest.parquet", file=sys.stderr)
             return 2
         front_ends[edit] = Path(folder).resolve()
+    from pipeline.provenance import file_inputs, provenance
+
+    read = [ROOT / "data" / "manifest.parquet", *features]
+    read += [folder / name for folder in front_ends.values() for name in ("manifest.parquet", "features")]
+    origin = provenance(  # as of the start: the checkout may change while the run goes on
+        {"train": params["train"], "models": args.models, "front_end": args.front_end, "threads": args.threads},
+        file_inputs(read, ROOT),
+        ["benchmarks/ablations.py", *(argv if argv is not None else sys.argv[1:])],
+        ROOT,
+    )
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    started = time.monotonic()
+    results: list[dict[str, Any]] = []
     with Workspace():
         for family in args.models:
             results.extend(run_family(family, params, log, front_ends))
     report = {
-        "command": " ".join(["python", "benchmarks/ablations.py", *(argv if argv is not None else sys.argv[1:])]),
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        **origin,
         "data": {"manifest": "data/manifest.parquet", "features": [f.name for f in features]},
         "seeds": seeds,
-        "train": {k: v for k, v in params["train"].items() if k != "seeds"},
         "protocol": "each seed's checkpoint selected on dev weighted F1; test weighted F1 mean ± sample std over seeds",
         "seconds": round(time.monotonic() - started, 1),
         "results": results,

@@ -33,14 +33,11 @@ import copy
 import csv
 import json
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +53,7 @@ from pipeline.datasets.demo_video import encode_mp4  # noqa: E402
 from pipeline.hooks import silent_hook  # noqa: E402
 from pipeline.manifest import write_manifest  # noqa: E402
 from pipeline.media import iter_frames, probe, read_audio  # noqa: E402
+from pipeline.provenance import file_inputs, now, provenance  # noqa: E402
 from pipeline.runner import PlainRunner  # noqa: E402
 from pipeline.training.metrics import wilson_interval  # noqa: E402
 
@@ -375,10 +373,6 @@ def run_corpus(name: str, corpus: Corpus, params: dict[str, Any], args: argparse
 # ---------------------------------------------------------------------------------------------------
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=PROJECT, capture_output=True, text=True).stdout.strip()
-
-
 def _apply_sets(params: dict[str, Any], sets: list[str]) -> None:
     for item in sets:
         key, _, value = item.partition("=")
@@ -412,7 +406,10 @@ def print_tables(report: dict[str, Any]) -> None:
 
 
 def combine(files: list[Path]) -> dict[str, Any]:
-    """One report from runs of different corpora made at the same commit with the same params."""
+    """One report from runs of different corpora made at the same commit with the same params.
+
+    Also takes files written before they carried `inputs` (their corpora simply add no input hashes).
+    """
     reports = [json.loads(Path(f).read_text()) for f in files]
     if len({r["commit"] for r in reports}) != 1 or any(r["dirty"] for r in reports):
         sys.exit("only runs of one clean commit can be combined: " +
@@ -425,10 +422,10 @@ def combine(files: list[Path]) -> dict[str, Any]:
             if name in corpora:
                 sys.exit(f"{name} appears in more than one of {', '.join(map(str, files))}")
             corpora[name] = {**result, "run": {k: report[k] for k in ("command", "date", "machine", "seconds")}}
-    return {**reports[0], "corpora": corpora,
+    return {**reports[0], "inputs": {k: v for r in reports for k, v in r.get("inputs", {}).items()},
+            "corpora": corpora,
             "command": "python benchmarks/active_speaker.py --combine " + " ".join(map(str, files)),
-            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "seconds": round(sum(r["seconds"] for r in reports), 1)}
+            "date": now(), "seconds": round(sum(r["seconds"] for r in reports), 1)}
 
 
 def main() -> None:
@@ -465,11 +462,12 @@ def main() -> None:
     torch.set_num_threads(2)
     os.environ.setdefault("PIPELINE_ORCHESTRATOR", "plain")
     started = time.perf_counter()
-    # provenance as of the start: the tree may change while a long run goes on
-    commit, dirty = _git("rev-parse", "HEAD"), bool(_git("status", "--porcelain", "--untracked-files=no"))
     params = load_params(PROJECT / "params.yaml")
     _apply_sets(params, args.sets)
     params["run"]["max_failure_ratio"] = 1.0
+    # provenance as of the start: the tree may change while a long run goes on
+    origin = provenance({"lipsync": params["lipsync"], "speaker": params["speaker"], "faces": params["faces"]},
+                        file_inputs([args.data / CORPORA[name].folder for name in args.corpora]))
     root = Path(args.workdir or tempfile.mkdtemp(prefix="active-speaker-")).resolve()
     try:
         corpora = {name: run_corpus(name, CORPORA[name], params, args, root) for name in args.corpora}
@@ -477,14 +475,9 @@ def main() -> None:
         if args.workdir is None:
             shutil.rmtree(root, ignore_errors=True)
     report = {
-        "commit": commit, "dirty": dirty,
+        **origin,
         "corpora": corpora,
-        "params": {"lipsync": params["lipsync"], "speaker": params["speaker"], "faces": params["faces"]},
         "overrides": args.sets,
-        "command": "python benchmarks/active_speaker.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
-                   f"torch threads 2, device cpu",
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "seconds": round(time.perf_counter() - started, 1),
     }
     print_tables(report)

@@ -20,13 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -222,25 +220,6 @@ def run_child(kind: str, spec: dict[str, Any], timeout: int) -> dict[str, Any]:
 # -- reporting ------------------------------------------------------------------------------------
 
 
-def machine() -> dict[str, Any]:
-    import torch
-
-    cpu = platform.processor() or ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cpu_count": os.cpu_count(), "torch": torch.__version__,
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-    try:
-        info["memory_gb"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError):
-        pass
-    return info
-
-
 def table(headers: list[str], rows: list[list[Any]]) -> str:
     cells = [headers] + [[str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
@@ -268,18 +247,21 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(work(spec)))
         return 0
 
-    import pipeline  # noqa: F401
+    from pipeline.provenance import file_inputs, provenance
 
-    report: dict[str, Any] = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": machine(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "threads": args.threads,
-    }
     workspace = args.workspace.resolve()
     ran_something = False
     needed = [workspace / "data" / name for name in ("manifest.parquet", "cuts.parquet", "speaker_tracks")]
-    if all(p.exists() for p in needed):
+    demo = all(p.exists() for p in needed)
+    read = [*needed, workspace / "data" / "audio"] if demo else []
+    if args.data is not None:
+        read += [args.data / "meld", args.data / "iemocap"]
+    report: dict[str, Any] = provenance(  # as of the start: the checkout may change while the run goes on
+        {"threads": args.threads, "only": args.only, "timeout": args.timeout},
+        file_inputs([p for p in read if p.exists()], workspace),
+        ["benchmarks/extractors.py", *(argv if argv is not None else sys.argv[1:])],
+    )
+    if demo:
         wanted = set(args.only.split(",")) if args.only else None
         rows, results = [], []
         with tempfile.TemporaryDirectory(prefix="merc-bench-") as tmp:

@@ -26,7 +26,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import random
 import shutil
 import signal
@@ -34,7 +33,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +40,8 @@ import yaml
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
+
+from pipeline.provenance import KEYS, provenance  # noqa: E402
 
 # Small enough that every stage runs in seconds to a minute on 2 cores, big enough to have many items.
 WORKSPACE_OVERRIDES = [
@@ -296,10 +296,6 @@ def monitor_case(workdir: Path, faces_step: dict[str, Any], reference: dict[str,
 
 # -------------------------------------------------------------------------------- report
 
-def _git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=PROJECT, capture_output=True, text=True).stdout.strip()
-
-
 def print_tables(result: dict[str, Any]) -> None:
     if result.get("cases"):
         print(f"\n{'case':<40} {'expected':<34} {'got':<40} ok")
@@ -319,15 +315,18 @@ def print_tables(result: dict[str, Any]) -> None:
 
 
 PARTS = ("cases", "kills", "disk_full", "monitor")
-PROVENANCE = ("commit", "dirty", "command", "machine", "date", "params", "seconds")
+PROVENANCE = (*KEYS, "seconds")
 
 
 def combine(files: list[Path], out: Path) -> int:
-    """One faults.json from parts measured in separate runs; each part names the run it came from."""
+    """One faults.json from parts measured in separate runs; each part names the run it came from.
+
+    Each run keeps the provenance keys its file has (files written before `inputs` existed lack it).
+    """
     result: dict[str, Any] = {"benchmark": "faults", "runs": []}
     for index, file in enumerate(files):
         report = json.loads(file.read_text())
-        result["runs"].append({key: report.get(key) for key in PROVENANCE})
+        result["runs"].append({key: report[key] for key in PROVENANCE if key in report})
         for part in PARTS:
             if report.get(part):
                 result[part] = report[part]
@@ -359,10 +358,9 @@ def main() -> int:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     result: dict[str, Any] = {
-        "benchmark": "faults", "commit": _git("rev-parse", "HEAD"), "dirty": bool(_git("status", "--porcelain")),
-        "command": " ".join(["python", "benchmarks/faults.py", *sys.argv[1:]]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "params": {"workspace_overrides": WORKSPACE_OVERRIDES, "trials": options.trials, "seed": options.seed},
+        **provenance({"workspace_overrides": WORKSPACE_OVERRIDES, "trials": options.trials, "seed": options.seed,
+                      "parts": options.parts, "stages": options.stages}),
+        "benchmark": "faults",
     }
     started = time.perf_counter()
     if "cases" in options.parts:

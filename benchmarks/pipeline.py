@@ -14,19 +14,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
 import yaml
 
 PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+
+from pipeline.provenance import provenance  # noqa: E402
+
 CODE = ["pipeline", "extractors", "models", "flows", "params.yaml", "dvc.yaml", ".dvcignore"]
 
 
@@ -92,6 +94,8 @@ def main() -> int:
     workdir = Path(options.workdir or tempfile.mkdtemp(prefix="merc-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     prepare_workspace(workdir, options.set)
+    # as of the start: the checkout may change while the run goes on; the corpus is rendered from params
+    origin = provenance(yaml.safe_load((workdir / "params.yaml").read_text()))
     rows = []
     utterances = None
     total_started = time.perf_counter()
@@ -111,12 +115,8 @@ def main() -> int:
         print(f"{row['stage']:<28} {row['seconds']:>9.1f} {rate:>9} {row['peak_rss_mib']:>9.0f}")
     print(f"{'total':<28} {total:>9.1f}   ({utterances} utterances)")
     result = {
-        "benchmark": "pipeline", "utterances": utterances, "total_seconds": round(total, 1), "stages": rows,
-        "command": " ".join(["python", "benchmarks/pipeline.py", *sys.argv[1:]]),
-        "machine": f"{platform.machine()}, {psutil.cpu_count()} CPUs, "
-                   f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM, no GPU" if not _has_cuda() else "cuda",
-        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "overrides": options.set,
+        **origin, "benchmark": "pipeline", "utterances": utterances, "total_seconds": round(total, 1),
+        "stages": rows, "overrides": options.set,
     }
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -124,14 +124,6 @@ def main() -> int:
     print(f"\nwritten to {out / 'pipeline.json'}; workspace kept at {workdir}")
     return 0
 
-
-def _has_cuda() -> bool:
-    try:
-        import torch
-
-        return torch.cuda.is_available()
-    except ImportError:
-        return False
 
 
 if __name__ == "__main__":

@@ -33,12 +33,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import shlex
 import sys
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +56,7 @@ from models.lfvd import PAPER_LOSS_WEIGHTS as LFVD_WEIGHTS  # noqa: E402
 from models.registry import build_model  # noqa: E402
 from pipeline.cache import stable_hash  # noqa: E402
 from pipeline.datasets import iemocap, meld  # noqa: E402
+from pipeline.provenance import KEYS, file_inputs, provenance  # noqa: E402
 from pipeline.training.data import Dialogue, DialogueData, FeatureStats, sequence_stats_key  # noqa: E402
 from pipeline.training.metrics import aggregate_scores, classification_scores  # noqa: E402
 from pipeline.training.mrd import CurriculumConfig, MRDConfig, PairedData, refine_seed  # noqa: E402
@@ -440,25 +438,20 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "device": "cpu",
-    }
+RUN_KEYS = ("commit", "dirty", "command", "date", "wall_seconds")  # what each run of a merged file keeps
 
 
 def merge(path: Path, report: dict[str, Any]) -> dict[str, Any]:
-    """The stored report with this run's rows replacing those of the same model (others kept), runs logged."""
+    """The stored report with this run's rows replacing those of the same model (others kept), runs logged.
+
+    The top-level provenance is this run's; `runs` keeps every run's commit, command and date, because
+    the rows of a merged file may come from several of them.
+    """
     if not path.exists():
-        return report | {"runs": [{k: report[k] for k in ("command", "date", "wall_seconds")}]}
+        return report | {"runs": [{k: report[k] for k in RUN_KEYS if k in report}]}
     stored = json.loads(path.read_text())
-    runs = stored.get("runs") or [{k: stored[k] for k in ("command", "date", "wall_seconds") if k in stored}]
-    runs.append({k: report[k] for k in ("command", "date", "wall_seconds")} | {"models": report["models"]})
+    runs = stored.get("runs") or [{k: stored[k] for k in RUN_KEYS if k in stored}]
+    runs.append({k: report[k] for k in RUN_KEYS if k in report} | {"models": report["models"]})
     for corpus, fresh in report["results"].items():
         old = stored.setdefault("results", {}).get(corpus)
         if old is None:
@@ -471,9 +464,7 @@ def merge(path: Path, report: dict[str, Any]) -> dict[str, Any]:
             if key in fresh["train"]:
                 old["train"][key] = fresh["train"][key]
     stored["runs"] = runs
-    stored["machine"] = report["machine"]
-    stored["features"] = report["features"]
-    stored["protocol"] = report["protocol"]
+    stored.update({k: report[k] for k in (*KEYS, "features", "protocol") if k in report})
     return stored
 
 
@@ -496,7 +487,13 @@ def main(argv: list[str] | None = None) -> int:
     if not wanted or set(wanted) - set(KNOWN):
         parser.error(f"unknown model(s) {sorted(set(wanted) - set(KNOWN))}; choose from {', '.join(KNOWN)}")
     torch.set_num_threads(args.threads)
-    started = datetime.now(UTC)
+    started = time.perf_counter()
+    origin = provenance(  # as of the start: the checkout may change while the run goes on
+        {"corpora": args.corpora, "models": wanted, "seeds": args.seeds, "epochs": args.epochs,
+         "threads": args.threads},
+        file_inputs([args.data / CORPORA[c][2] for c in args.corpora if (args.data / CORPORA[c][2]).is_dir()]),
+        ["benchmarks/real_text.py", *(argv if argv is not None else sys.argv[1:])],
+    )
     results: dict[str, dict[str, Any]] = {}
     for corpus in args.corpora:
         load, labels, folder = CORPORA[corpus]
@@ -553,11 +550,9 @@ def main(argv: list[str] | None = None) -> int:
             "models": rows,
         }
     report = {
-        "command": " ".join(shlex.quote(a) for a in [sys.executable.rsplit("/", 1)[-1], *sys.argv]),
-        "date": started.isoformat(timespec="seconds"),
-        "wall_seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
+        **origin,
+        "wall_seconds": round(time.perf_counter() - started, 1),
         "models": wanted,
-        "machine": machine(),
         "features": {
             "extractor": EXTRACTOR,
             "model": "all-MiniLM-L6-v2 (bundled), mean-pooled, L2-normalised",

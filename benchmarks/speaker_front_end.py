@@ -17,19 +17,20 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import platform
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
 import yaml
 
 PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+
+from pipeline.provenance import provenance  # noqa: E402
+
 DEFAULT_METHODS = ["lipsyncnet", "mouth_motion", "largest_face", "first_face"]
 
 
@@ -82,6 +83,7 @@ def main() -> int:
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     if options.model not in params["models"]:
         parser.error(f"--model {options.model!r} is not in params.models ({', '.join(params['models'])})")
+    origin = provenance(params)  # as of the start; each method then edits speaker.method in the workspace
 
     rows = []
     for method in options.methods:
@@ -101,11 +103,9 @@ def main() -> int:
         agreement = "-" if row["truth_agreement"] is None else f"{100 * row['truth_agreement']:.1f}%"
         print(f"{row['method']:<14} {agreement:>10} {cells[0]:>14} {cells[1]:>14} {cells[2]:>14}")
     result = {
-        "benchmark": "speaker_front_end", "model": options.model, "model_config": params["models"][options.model],
-        "seeds": params["train"]["seeds"], "rows": rows,
-        "command": " ".join(["python", "benchmarks/speaker_front_end.py", *sys.argv[1:]]),
-        "machine": f"{platform.machine()}, {psutil.cpu_count()} CPUs, {psutil.virtual_memory().total / 2**30:.0f} GiB",
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "overrides": options.set,
+        **origin, "benchmark": "speaker_front_end", "model": options.model,
+        "model_config": params["models"][options.model], "seeds": params["train"]["seeds"], "rows": rows,
+        "overrides": options.set,
     }
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -6,12 +6,13 @@ number can always be traced back to the code and the data that produced it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import shlex
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from typing import Any
 import yaml
 
 PROJECT = Path(__file__).resolve().parents[1]
+# The block's keys, in order; merged or combined result files copy exactly these per run.
+KEYS = ("commit", "dirty", "params", "inputs", "command", "machine", "date")
 
 
 def _git(root: Path, *args: str) -> str | None:
@@ -43,9 +46,18 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
+def _cpu_model() -> str | None:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
+
+
 def machine() -> str:
-    """One line naming the hardware a timing was taken on."""
-    parts = [platform.machine(), f"{os.cpu_count()} CPU cores"]
+    """One line naming the hardware a timing was taken on (timings differ by CPU model, not just core count)."""
+    cpu = _cpu_model()
+    parts = [f"{platform.machine()} ({cpu})" if cpu else platform.machine(), f"{os.cpu_count()} CPU cores"]
     try:
         import psutil
 
@@ -65,14 +77,45 @@ def machine() -> str:
     return ", ".join(parts)
 
 
-def dvc_lock_inputs(stage: str, root: Path = PROJECT) -> dict[str, str]:
-    """md5 of each dependency of `stage` as DVC recorded it in `dvc.lock` (empty when not locked)."""
+def _dvc_lock(stage: str, root: Path, kind: str) -> dict[str, str]:
     lock = root / "dvc.lock"
     if not lock.exists():
         return {}
     stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
     entry = stages.get(stage) or {}
-    return {dep["path"]: dep.get("md5") or dep.get("hash", "") for dep in entry.get("deps", [])}
+    return {item["path"]: item.get("md5") or item.get("hash", "") for item in entry.get(kind, [])}
+
+
+def dvc_lock_inputs(stage: str, root: Path = PROJECT) -> dict[str, str]:
+    """md5 of each dependency of `stage` as DVC recorded it in `dvc.lock` (empty when not locked)."""
+    return _dvc_lock(stage, root, "deps")
+
+
+def dvc_lock_outputs(stage: str, root: Path = PROJECT) -> dict[str, str]:
+    """md5 of each output of `stage` in `dvc.lock`: what a later step read (e.g. the checkpoints evaluate scores)."""
+    return _dvc_lock(stage, root, "outs")
+
+
+def file_md5(path: Path) -> str:
+    """md5 of a file; of a folder, md5 over its files' sorted `relative-path md5` lines (one hash per input)."""
+    if path.is_file():
+        digest = hashlib.md5()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+    lines = [f"{f.relative_to(path).as_posix()} {file_md5(f)}" for f in sorted(path.rglob("*")) if f.is_file()]
+    return hashlib.md5("\n".join(lines).encode()).hexdigest()
+
+
+def file_inputs(paths: Iterable[Path], root: Path = PROJECT) -> dict[str, str]:
+    """md5 of each input a benchmark reads outside DVC, keyed by its path (relative to `root` when inside it)."""
+    return {_relative(Path(p), root): file_md5(Path(p)) for p in paths}
+
+
+def now() -> str:
+    """The date format of every result file: minutes, UTC."""
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def provenance(
@@ -94,5 +137,5 @@ def provenance(
         "inputs": dict(inputs or {}),
         "command": command,
         "machine": machine(),
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": now(),
     }

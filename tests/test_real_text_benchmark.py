@@ -121,6 +121,7 @@ def test_merge_replaces_rerun_rows_and_keeps_the_others(tmp_path):
     path.write_text(json.dumps(stored))
     fresh = {"model": "drkf", "test": {"new": True}}
     report = {
+        "commit": "c0ffee", "dirty": False,
         "command": "python benchmarks/real_text.py --models drkf",
         "date": "2026-01-02T00:00:00+00:00",
         "wall_seconds": 2.0,
@@ -135,6 +136,7 @@ def test_merge_replaces_rerun_rows_and_keeps_the_others(tmp_path):
     assert [r["model"] for r in rows] == ["cmath", "drkf"] and rows[1]["test"] == {"new": True}
     assert merged["results"]["meld"]["train"]["lr"] == {"cmath": 3e-3, "drkf": 1e-3}
     assert [r["command"] for r in merged["runs"]] == [stored["command"], report["command"]]
+    assert merged["commit"] == merged["runs"][1]["commit"] == "c0ffee" and "commit" not in merged["runs"][0]
     assert bench.merge(tmp_path / "absent.json", report)["results"] == report["results"]
 
 
