@@ -489,6 +489,7 @@ def test_leave_one_session_out_trains_a_model_per_session_and_averages_folds(tmp
     summary = evaluate_stage.run(params, _runner(), "drkf")
     report = json.loads((paths.METRICS_DIR / "drkf" / "eval.json").read_text())
     assert report["folds"] == ["Ses01", "Ses02", "Ses03"] and "leave-one-session-out" in report["protocol"]
+    assert report["params"]["models"]["drkf"]["folds"] == "session" and report["command"].endswith("evaluate drkf")
     for name in ("accuracy", "weighted_f1", "unweighted_accuracy"):
         per_fold = [report["per_fold"][f]["test"][name]["mean"] for f in report["folds"]]
         assert report["test"][name]["mean"] == pytest.approx(np.mean(per_fold))

@@ -169,8 +169,19 @@ def test_train_and_evaluate_write_checkpoints_metrics_and_plots(corpus):
         assert rows["step"].tolist() == list(range(1, len(rows) + 1))
     assert not (corpus / "dvc.yaml").exists()
 
+    lock = {"stages": {"train@fusion_gru": {
+        "deps": [{"path": "data/manifest.parquet", "md5": "aa11"}, {"path": "data/features", "md5": "bb22.dir"}],
+        "outs": [{"path": "artifacts/models/fusion_gru", "md5": "cc33.dir"}]}}}
+    (corpus / "dvc.lock").write_text(json.dumps(lock))  # what `dvc repro` leaves after train@fusion_gru
     evaluate_stage.run(make_params(), runner(), "fusion_gru")
     result = json.loads((paths.METRICS_DIR / "fusion_gru" / "eval.json").read_text())
+    assert list(result)[:7] == ["commit", "dirty", "params", "inputs", "command", "machine", "date"]
+    assert len(result["commit"]) == 40 and isinstance(result["dirty"], bool)  # the code's commit
+    assert result["params"] == {"models": {"fusion_gru": make_params()["models"]["fusion_gru"]},
+                                "train": make_params()["train"]}
+    assert result["inputs"] == {"data/manifest.parquet": "aa11", "data/features": "bb22.dir",
+                                "artifacts/models/fusion_gru": "cc33.dir"}
+    assert result["command"] == "python -m pipeline evaluate fusion_gru"
     assert result["seeds"] == [0, 1] and "dev" in result["protocol"]
     assert set(result["test"]) == {"accuracy", "weighted_f1", "macro_f1", "per_class_f1"}
     assert set(result["test"]["per_class_f1"]) == set(LABELS)

@@ -1,11 +1,13 @@
 """`evaluate@<model>`: score every seed's dev-selected checkpoint on dev and test.
 
-Writes `metrics/<model>/eval.json` (mean ± std over seeds, per-class F1, a majority-class row),
+Writes `metrics/<model>/eval.json` (provenance block, mean ± std over seeds, per-class F1, a majority-class row),
 `metrics/<model>/predictions.parquet`, and `plots/<model>/confusion.csv|png` for the test split.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,11 +16,12 @@ import pandas as pd
 from models.batch import IGNORE_INDEX
 from pipeline import paths
 from pipeline.device import resolve_device
+from pipeline.provenance import dvc_lock_inputs, dvc_lock_outputs, provenance
 from pipeline.runner import Runner
 from pipeline.tables import write_frame
 from pipeline.training.data import DialogueData, load_dialogue_data
 from pipeline.training.metrics import aggregate_scores, classification_scores, confusion_matrix
-from pipeline.training.mrd import resolve_model_spec
+from pipeline.training.mrd import TEXT_SUFFIX, refinements, resolve_model_spec
 from pipeline.training.plots import write_confusion_csv, write_confusion_png
 from pipeline.training.trainer import (
     ModelSpec,
@@ -34,6 +37,22 @@ from pipeline.training.trainer import (
 PROTOCOL = "best epoch selected on dev weighted F1; test reported; mean ± std over seeds"
 SPLITS = ("dev", "test")
 
+
+def eval_provenance(params: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The block `eval.json` starts with, so its scores name the code, params and checkpoints they came from.
+
+    `params` are the model's block (or the refinement that wrote it) and `train`; `inputs` are the md5s
+    `dvc.lock` holds for the stage that trained the checkpoints: what it read and the checkpoints
+    themselves (empty outside DVC).
+    """
+    refined = next((key for key in refinements(params) if name in (key, f"{key}{TEXT_SUFFIX}")), None)
+    if refined is not None:
+        block, stage = {"refine": {refined: params["refine"][refined]}}, f"refine@{refined}"
+    else:
+        block, stage = {"models": {name: params["models"][name]}}, f"train@{name}"
+    workspace = Path.cwd()  # stages run at the DVC workspace root, where dvc.lock is
+    inputs = {**dvc_lock_inputs(stage, workspace), **dvc_lock_outputs(stage, workspace)}
+    return provenance({**block, "train": params.get("train", {})}, inputs, ["-m", "pipeline", "evaluate", name])
 
 
 def prediction_frame(utt_ids: list[str], split: str, seed: int, truth: np.ndarray, predicted: np.ndarray,
@@ -86,7 +105,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     if spec.folds is not None:  # e.g. leave-one-session-out: every fold's checkpoints on its held-out session
         from pipeline.stages.loso import evaluate_folds
 
-        return evaluate_folds(runner, spec, cfg)
+        return evaluate_folds(runner, spec, cfg, eval_provenance(params, spec.name))
     device = resolve_device(cfg.device, "train.device")
     model_dir = paths.MODELS_DIR / spec.name
     configs = {seed: read_checkpoint_config(model_dir / f"seed{seed}") for seed in cfg.seeds}
@@ -117,6 +136,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
 
     predictions = pd.concat(frames, ignore_index=True)
     report = {
+        **eval_provenance(params, spec.name),
         "model": spec.name,
         "protocol": PROTOCOL,
         "std_kind": "sample standard deviation over seeds (ddof=1); null with a single seed",

@@ -144,8 +144,11 @@ def _scores(truth: np.ndarray, predicted: np.ndarray, labels: Sequence[str]) -> 
     return scores
 
 
-def evaluate_folds(runner: Runner, spec: ModelSpec, cfg: TrainConfig) -> dict[str, Any]:
-    """`evaluate@<model>` under leave-one-session-out: every fold's checkpoints on its own dev and test."""
+def evaluate_folds(runner: Runner, spec: ModelSpec, cfg: TrainConfig, origin: dict[str, Any]) -> dict[str, Any]:
+    """`evaluate@<model>` under leave-one-session-out: every fold's checkpoints on its own dev and test.
+
+    `origin` is the provenance block `eval.json` starts with (`evaluate.eval_provenance`).
+    """
     device = resolve_device(cfg.device, "train.device")
     folds = folds_of(spec)
     model_dir = paths.MODELS_DIR / spec.name
@@ -193,6 +196,7 @@ def evaluate_folds(runner: Runner, spec: ModelSpec, cfg: TrainConfig) -> dict[st
         runner.hook(step, done, len(folds))
 
     report = {
+        **origin,
         "model": spec.name,
         "protocol": PROTOCOL,
         "std_kind": "sample standard deviation over seeds (ddof=1) of the fold means; null with a single seed",
