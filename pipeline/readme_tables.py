@@ -6,9 +6,11 @@ A table lives in README.md between two markers naming its renderer:
     ...generated...
     <!-- /results:active_speaker.voxceleb2 -->
 
-`python -m pipeline.readme_tables` rewrites every marked block from the JSON files; `--check` exits
-non-zero when README and JSON disagree (the test suite runs the same check). To add a table, register
-a renderer: a function from the results folder to Markdown.
+`python -m pipeline.readme_tables` (or `python -m pipeline.report --readme`, the same command) rewrites
+every marked block from the JSON files; `--check` exits non-zero when README and JSON disagree (the
+test suite runs the same check, and fails for a results file no block renders). To add a table,
+register a renderer: a function from the results folder to Markdown. Files written before the
+provenance block existed lack a commit and keep their machine as a dict; their source lines say so.
 """
 
 from __future__ import annotations
@@ -26,6 +28,15 @@ README = ROOT / "README.md"
 SPEAKER_RESULTS = "active_speaker.json"
 SPEAKER_DEV_RESULTS = "active_speaker_dev.json"
 FAULTS_RESULTS = "faults.json"
+DEMO_RESULTS = "demo.json"
+REAL_TEXT_RESULTS = "real_text.json"
+FRONT_END_RESULTS = "speaker_front_end.json"
+PIPELINE_RESULTS = "pipeline.json"
+EXTRACTORS_RESULTS = "extractors.json"
+ABLATIONS_RESULTS = "ablations.json"
+# How to make a results file that is not `python benchmarks/<name>.py`.
+MAKERS = {DEMO_RESULTS: "`make demo` (its last step is `python -m pipeline.report --demo-json "
+                        "benchmarks/results/demo.json`)"}
 
 Renderer = Callable[[Path], str]
 RENDERERS: dict[str, Renderer] = {}
@@ -47,10 +58,22 @@ class NotMeasured(Exception):
 def _load(results: Path, name: str) -> dict:
     path = results / name
     if not path.is_file():
-        script = name.split(".")[0].removesuffix("_dev")
-        raise NotMeasured(f"*Not measured at this commit yet: `python benchmarks/{script}.py` writes "
-                          f"`benchmarks/results/{name}`.*")
+        maker = MAKERS.get(name, f"`python benchmarks/{name.split('.')[0].removesuffix('_dev')}.py`")
+        raise NotMeasured(f"*Not measured at this commit yet: {maker} writes `benchmarks/results/{name}`.*")
     return json.loads(path.read_text())
+
+
+def _pm(block: dict | None, scale: float = 100) -> str:
+    """`mean ± std` (percent by default); one seed has no spread."""
+    if not block:
+        return "-"
+    if block.get("std") is None:
+        return f"{scale * block['mean']:.1f} (1 seed)"
+    return f"{scale * block['mean']:.1f} ± {scale * block['std']:.1f}"
+
+
+def _cell(value: object, digits: int = 1) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, int | float) and not isinstance(value, bool) else "-"
 
 
 def _accuracy(cell: dict, size: str) -> str:
@@ -60,10 +83,22 @@ def _accuracy(cell: dict, size: str) -> str:
     return f"{100 * cell[f'{size}_face_accuracy']:.1f}% [{100 * lo:.0f}, {100 * hi:.0f}]"
 
 
+def _run(run: dict) -> str:
+    """commit, date and command of one run; files written before the provenance block may lack the commit."""
+    commit = f"commit `{run['commit'][:10]}`" if run.get("commit") else "commit not recorded"
+    dirty = " (uncommitted changes)" if run.get("dirty") else ""
+    return f"{commit}{dirty}, {run['date']}"
+
+
+def _machine(machine: str | dict) -> str:
+    """The provenance block's machine line; older files kept a dict of facts."""
+    if isinstance(machine, str):
+        return machine
+    return ", ".join(f"{key} {value}" for key, value in machine.items() if value is not None)
+
+
 def _provenance(report: dict, file: str) -> str:
-    dirty = " (uncommitted changes)" if report.get("dirty") else ""
-    return (f"`benchmarks/results/{file}`, commit `{report['commit'][:10]}`{dirty}, {report['date']}, "
-            f"{report['machine']}: `{report['command']}`")
+    return f"`benchmarks/results/{file}`, {_run(report)}, {_machine(report['machine'])}: `{report['command']}`"
 
 
 def _speaker_table(report: dict, corpus: str) -> str:
@@ -182,6 +217,165 @@ def faults_kills(results: Path) -> str:
                           f"{len(case['warning_lines'])} warning line(s), {case['seconds']} s against "
                           f"{case['plain_seconds']} s plain, rows identical: {case['rows_identical']}."]
     lines += ["", _faults_provenance(report)]
+    return "\n".join(lines)
+
+
+def _model_label(name: str, params: dict) -> tuple[str, str]:
+    """A model's name and what it reads, from the params block that trained it."""
+    for refined, block in (params.get("refine") or {}).items():
+        if name in (refined, f"{refined}_text"):
+            return f"`{name}`", f"refines `{block['multimodal'] if name == refined else block['text']}`"
+    block = (params.get("models") or {}).get(name, {})
+    return f"`{name}`", " + ".join(block.get("inputs", [])) or "-"
+
+
+@renderer("demo.results")
+def demo_results(results: Path) -> str:
+    """Per-model test and dev scores of `make demo`, per-class F1, the majority class and the speaker choice."""
+    report = _load(results, DEMO_RESULTS)
+    corpus, params, models = report["corpus"], report["params"], report["models"]
+    test = corpus["splits"].get("test", {})
+    order = [*(params.get("models") or {}), *(n for r in params.get("refine") or {} for n in (r, f"{r}_text"))]
+    names = [n for n in order if n in models] + sorted(set(models) - set(order))
+    lines = [f"`make demo` with the committed `params.yaml`: {corpus['dialogues']} dialogues, "
+             f"{corpus['utterances']} utterances, {len(corpus['labels'])} classes; test = "
+             f"{test.get('dialogues', 0)} dialogues, {test.get('utterances', 0)} utterances.", "",
+             "| model | inputs | test W-F1 | test accuracy | test macro F1 | dev W-F1 |", "|---|---|---|---|---|---|"]
+    for name in names:
+        model = models[name]
+        label, inputs = _model_label(name, params)
+        lines.append(f"| {label} | {inputs} | {_pm(model['test']['weighted_f1'])} | "
+                     f"{_pm(model['test']['accuracy'])} | {_pm(model['test']['macro_f1'])} | "
+                     f"{_pm(model['dev']['weighted_f1'])} |")
+    majority = report.get("majority_baseline")
+    if majority:
+        lines.append(f"| majority class (`{majority['label']}`, from train) | - | "
+                     f"{100 * majority['weighted_f1']:.1f} | {100 * majority['accuracy']:.1f} | - | - |")
+    labels = corpus["labels"]
+    lines += ["", "<details><summary>Per-class test F1</summary>", "",
+              "| model | " + " | ".join(f"`{label}`" for label in labels) + " |", "|---|" + "---|" * len(labels)]
+    lines += [f"| `{name}` | " + " | ".join(_pm(models[name]["test"]["per_class_f1"].get(label))
+                                            for label in labels) + " |" for name in names]
+    lines += ["", "</details>"]
+    speaker = report.get("speaker") or {}
+    if speaker.get("truth_agreement") is not None:
+        chosen = ", ".join(f"`{m}`" for m in speaker["methods"])
+        lines += ["", f"Active speaker ({chosen}): the generator's true speaker on "
+                      f"{100 * speaker['truth_agreement']:.1f}% of the {speaker['multi_face_utterances']} "
+                      f"utterances with two or more faces."]
+    lines += ["", f"Source: {_provenance(report, DEMO_RESULTS)}"]
+    return "\n".join(lines)
+
+
+def _runs_provenance(report: dict, file: str) -> str:
+    """Source line of a file whose rows were merged from several runs, each with its own commit."""
+    runs = report.get("runs") or [report]
+    shown = "; ".join(f"{_run(run)}: `{run['command']}`" for run in runs)
+    return f"Source: `benchmarks/results/{file}` ({_machine(report['machine'])}); runs: {shown}"
+
+
+@renderer("real_text")
+def real_text(results: Path) -> str:
+    """Test scores of every text-only model on the real MELD and IEMOCAP transcripts, with seconds per epoch."""
+    report = _load(results, REAL_TEXT_RESULTS)
+    lines = ["| corpus | model | test W-F1 | test accuracy | s/epoch |", "|---|---|---|---|---|"]
+    for corpus, result in report["results"].items():
+        lines += [f"| {corpus} | {row['model']} | {_pm(row['test']['weighted_f1'])} | {_pm(row['test']['accuracy'])} "
+                  f"| {_cell(row.get('seconds_per_epoch'), 2)} |" for row in result["models"]]
+    lines += ["", _runs_provenance(report, REAL_TEXT_RESULTS)]
+    return "\n".join(lines)
+
+
+@renderer("real_text.mrd")
+def real_text_mrd(results: Path) -> str:
+    """What MRD's refinement did to the text model it started from, per corpus and per seed."""
+    report = _load(results, REAL_TEXT_RESULTS)
+    parts = []
+    for corpus, result in report["results"].items():
+        row = next((r for r in result["models"] if r["model"] == "mrd_text"), None)
+        if row is None or "start" not in row:
+            continue
+        better = sum(s["test"]["weighted_f1"] > s["start"]["test"]["weighted_f1"] for s in row["per_seed"])
+        parts.append(f"{corpus} {100 * row['start']['test']['weighted_f1']['mean']:.1f} → "
+                     f"{100 * row['test']['weighted_f1']['mean']:.1f} test W-F1, better on {better} of "
+                     f"{len(row['per_seed'])} seeds")
+    if not parts:
+        raise NotMeasured(f"*No `mrd_text` rows in `benchmarks/results/{REAL_TEXT_RESULTS}` yet: "
+                          "`python benchmarks/real_text.py --models mrd`.*")
+    return f"`mrd_text` against the `context_gru` model of the same seed it started from: {'; '.join(parts)}."
+
+
+@renderer("speaker_front_end")
+def speaker_front_end(results: Path) -> str:
+    """Each speaker.method's agreement with the demo's true speaker and the face-only model's scores."""
+    report = _load(results, FRONT_END_RESULTS)
+    model = report["model"]
+    lines = [f"| method | agreement with the true speaker | `{model}` test W-F1 | test accuracy | dev W-F1 |",
+             "|---|---|---|---|---|"]
+    for row in report["rows"]:
+        agreement = "-" if row["truth_agreement"] is None else f"{100 * row['truth_agreement']:.1f}%"
+        lines.append(f"| `{row['method']}` | {agreement} | {_pm(row['test_weighted_f1'], 1)} | "
+                     f"{_pm(row['test_accuracy'], 1)} | {_pm(row['dev_weighted_f1'], 1)} |")
+    lines += ["", f"Mean ± std over seeds {', '.join(map(str, report['seeds']))}. "
+                  f"Source: {_provenance(report, FRONT_END_RESULTS)}"]
+    return "\n".join(lines)
+
+
+@renderer("pipeline")
+def pipeline_timings(results: Path) -> str:
+    """Seconds, utterances per second and peak memory of every stage of one `dvc repro` of the demo."""
+    report = _load(results, PIPELINE_RESULTS)
+    lines = ["| stage | seconds | utterances/s | peak RSS (MiB) |", "|---|---|---|---|"]
+    lines += [f"| `{row['stage']}` | {_cell(row['seconds'])} | {_cell(row['utterances_per_second'])} | "
+              f"{_cell(row['peak_rss_mib'], 0)} |" for row in report["stages"]]
+    lines += [f"| total | {_cell(report['total_seconds'])} | | |", "",
+              f"{report['utterances']} utterances. Source: {_provenance(report, PIPELINE_RESULTS)}"]
+    return "\n".join(lines)
+
+
+@renderer("extractors")
+def extractors(results: Path) -> str:
+    """Throughput and memory per extractor and batch size, and MiniLM over every real transcript."""
+    report = _load(results, EXTRACTORS_RESULTS)
+    lines = []
+    demo = report.get("demo_corpus")
+    if demo:
+        lines += ["| extractor | modality | batch | utterances | utterances/s | peak RSS (MB) | load s |",
+                  "|---|---|---|---|---|---|---|"]
+        for row in demo["results"]:
+            speed = _cell(row.get("utt_per_s")) if "error" not in row else f"failed: {row['error']}"
+            lines.append(f"| {row['extractor']} | {row['modality']} | {row['batch_size']} | "
+                         f"{row.get('utterances', '-')} | {speed} | {_cell(row.get('peak_rss_mb'), 0)} | "
+                         f"{_cell(row.get('load_seconds'))} |")
+        lines += ["", f"Demo corpus; {demo['note']}."]
+    transcripts = report.get("transcripts")
+    if transcripts and "corpora" in transcripts:
+        lines += ["", "| corpus | transcripts | embedded | wall s | utterances/s |", "|---|---|---|---|---|"]
+        lines += [f"| {name} | {r['transcripts']} | {r['embedded']} | {_cell(r['wall_seconds'])} | "
+                  f"{_cell(r['utt_per_s'])} |" for name, r in transcripts["corpora"].items()]
+        lines += ["", f"{transcripts['extractor']}; peak RSS {_cell(transcripts['peak_rss_mb'], 0)} MB."]
+    lines += ["", f"Source: {_provenance(report, EXTRACTORS_RESULTS)}"]
+    return "\n".join(lines)
+
+
+@renderer("ablations")
+def ablations(results: Path) -> str:
+    """Every model family's ablation rows on the demo corpus: test and dev weighted F1, or why a row did not run."""
+    report = _load(results, ABLATIONS_RESULTS)
+    lines = ["| family | row | test W-F1 | dev W-F1 | note |", "|---|---|---|---|---|"]
+    for row in report["results"]:
+        scores = row.get("scores") or {}
+        note = "" if row["status"] == "ok" else row["status"].replace("|", "\\|")
+        lines.append(f"| {row['family']} | {row['row']} | {_pm(scores.get('test_weighted_f1'))} | "
+                     f"{_pm(scores.get('dev_weighted_f1'))} | {note} |")
+        if "text_model_scores" in row:
+            text = row["text_model_scores"]
+            lines.append(f"| {row['family']} | {row['row']}: its refined text model | "
+                         f"{_pm(text['test_weighted_f1'])} | {_pm(text['dev_weighted_f1'])} |  |")
+    reruns = "".join(f"; {', '.join(run.get('families', []))} rerun: {_run(run)}: `{run['command']}`"
+                     for run in report.get("runs", []))
+    lines += ["", f"Mean ± std over seeds {', '.join(map(str, report['seeds']))}. "
+                  f"Source: {_provenance(report, ABLATIONS_RESULTS)}{reruns}"]
     return "\n".join(lines)
 
 
