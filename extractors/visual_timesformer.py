@@ -60,7 +60,6 @@ class TimesformerExtractor(Extractor):
     name = "timesformer"
     modality = "visual"
     consumes = "face_frames"
-    version = "1"
     options: ClassVar[dict[str, Any]] = {
         "model": "facebook/timesformer-base-finetuned-k400",
         "input": "face",

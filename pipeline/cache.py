@@ -1,8 +1,11 @@
 """Per-item part files that let a killed stage resume without losing or duplicating work.
 
 DVC deletes a stage's outputs before rerunning it, so finished work lives outside them, in
-`.cache/<stage>/<key>.parquet`, keyed by the content of the inputs, the stage config and the code
-version. Parts are written atomically; the stage assembles them into its DVC output at the end.
+`.cache/<stage>/<key>.parquet`, keyed by the item's inputs (full content hashes of its files, from
+`pipeline.file_hash`), the stage config and the stage's code fingerprint (`pipeline.code_fingerprint`:
+the stage module and every project module it imports). No version string is bumped by hand: editing
+any code the stage runs, or any byte of an input, gives new keys. Parts are written atomically; the
+stage assembles them into its DVC output at the end.
 """
 
 from __future__ import annotations
@@ -20,8 +23,6 @@ from pipeline import paths
 from pipeline.ledger import Failure
 from pipeline.tables import read_metadata, write_atomic
 
-_CHUNK = 1 << 20
-
 
 def stable_hash(value: Any, length: int = 16) -> str:
     """Hash of a JSON-able value that does not depend on key order."""
@@ -29,26 +30,16 @@ def stable_hash(value: Any, length: int = 16) -> str:
     return hashlib.sha256(blob).hexdigest()[:length]
 
 
-def content_fingerprint(path: str | Path) -> str:
-    """Size plus the first and last MiB: cheap on multi-GB recordings, changes when content does."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    size = path.stat().st_size
-    digest.update(str(size).encode())
-    with path.open("rb") as handle:
-        digest.update(handle.read(_CHUNK))
-        if size > 2 * _CHUNK:
-            handle.seek(-_CHUNK, 2)
-            digest.update(handle.read(_CHUNK))
-    return digest.hexdigest()[:16]
-
-
 class PartCache:
-    """Stores one Parquet part (plus its failures) per work item of a stage."""
+    """Stores one Parquet part (plus its failures) per work item of a stage.
 
-    def __init__(self, stage: str, config: Mapping[str, Any], code_version: str, root: Path | None = None) -> None:
+    `code` is the fingerprint of the code that computes a part, normally
+    `code_fingerprint(__name__)` from the stage module.
+    """
+
+    def __init__(self, stage: str, config: Mapping[str, Any], code: str, root: Path | None = None) -> None:
         self.dir = (root or paths.CACHE_DIR) / stage.replace("@", "-")
-        self.config_hash = stable_hash({"config": config, "code": code_version})
+        self.config_hash = stable_hash({"config": config, "code": code})
 
     def key(self, item_fingerprint: Any) -> str:
         return stable_hash({"item": item_fingerprint, "config": self.config_hash}, 24)

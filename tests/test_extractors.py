@@ -150,7 +150,6 @@ def test_registry_classes_declare_the_contract():
         assert extractor.name == name
         assert extractor.modality in ("text", "audio", "visual")
         assert extractor.consumes in ("text", "waveform", "face_frames", "full_frames")
-        assert extractor.version
     audio = build_extractor({"name": "opensmile", "level": "functionals"})
     assert "batch_size" not in build_extractor({"name": "densenet"}).output_config()
     assert audio.output_config() == {"modality": "audio", "name": "opensmile", "feature_set": "eGeMAPSv02",

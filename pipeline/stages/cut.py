@@ -17,8 +17,10 @@ import pandas as pd
 import pyarrow as pa
 
 from pipeline import paths
-from pipeline.cache import PartCache, content_fingerprint
+from pipeline.cache import PartCache
+from pipeline.code_fingerprint import code_fingerprint
 from pipeline.config import positive
+from pipeline.file_hash import file_hash
 from pipeline.item_guard import guarded
 from pipeline.ledger import Failure, write_stage_ledger
 from pipeline.manifest import Manifest, read_manifest
@@ -27,7 +29,6 @@ from pipeline.runner import Runner
 from pipeline.tables import concat_tables, write_atomic
 
 STAGE = "cut"
-CODE_VERSION = "1"
 SCHEMA = pa.schema(
     [
         ("utt_id", pa.string()),
@@ -128,7 +129,8 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     positive(cfg.get("sample_rate"), "cut.sample_rate")
     positive(cfg.get("max_seconds"), "cut.max_seconds")
     manifest: Manifest = read_manifest()
-    cache = PartCache(STAGE, cfg, CODE_VERSION)
+    code = code_fingerprint(__name__)
+    cache = PartCache(STAGE, cfg, code)
     failures: list[Failure] = []
     groups: list[tuple[Path, pd.DataFrame]] = []
     for media_rel, rows in manifest.frame.groupby("media", sort=True):
@@ -144,7 +146,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
 
     def cut_item(media: Path, rows: pd.DataFrame) -> tuple[pa.Table, list[Failure], Path]:
         fingerprint = {
-            "media": content_fingerprint(media) if media.exists() else f"missing:{media}",
+            "media": file_hash(media) if media.exists() else f"missing:{media}",
             "utts": rows[["utt_id", "start", "end"]].astype(str).values.tolist(),
         }
         key = cache.key(fingerprint)
@@ -168,7 +170,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
         column = table.schema.get_field_index("audio")
         tables.append(table.set_column(column, "audio", pa.array(audio_paths, pa.string())))
     cuts = concat_tables(tables, SCHEMA).sort_by("utt_id")
-    write_atomic(cuts, paths.CUTS, {"stage": STAGE, "config": cfg, "code_version": CODE_VERSION})
+    write_atomic(cuts, paths.CUTS, {"stage": STAGE, "config": cfg, "code_version": code})
     total = len(manifest.frame)
     write_stage_ledger(STAGE, failures, total, params["run"]["max_failure_ratio"])
     durations = np.asarray(cuts.column("duration").to_pylist() or [0.0])

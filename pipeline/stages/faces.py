@@ -15,10 +15,12 @@ import pandas as pd
 import pyarrow as pa
 
 from pipeline import paths
-from pipeline.cache import PartCache, content_fingerprint
+from pipeline.cache import PartCache
+from pipeline.code_fingerprint import code_fingerprint
 from pipeline.config import positive
 from pipeline.device import resolve_device
 from pipeline.face_detect import FaceDetector
+from pipeline.file_hash import file_hash
 from pipeline.item_guard import guarded
 from pipeline.ledger import Failure, write_stage_ledger
 from pipeline.media import MediaError, iter_frames
@@ -27,7 +29,6 @@ from pipeline.tables import concat_tables, read_frame, write_atomic
 from pipeline.tracking import track_faces
 
 STAGE = "faces"
-CODE_VERSION = "1"
 SCHEMA = pa.schema(
     [
         ("utt_id", pa.string()),
@@ -107,12 +108,13 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     cuts = read_frame(paths.CUTS)
     failures = [Failure(STAGE, u, "no video stream") for u in cuts.loc[~cuts.has_video, "utt_id"]]
     video_cuts = cuts[cuts.has_video]
-    cache = PartCache(STAGE, {k: v for k, v in cfg.items() if k != "device"}, CODE_VERSION)
+    code = code_fingerprint(__name__)
+    cache = PartCache(STAGE, {k: v for k, v in cfg.items() if k != "device"}, code)
     groups = [(Path(media), rows) for media, rows in video_cuts.groupby("media", sort=True)]
 
     def work(item: tuple[Path, pd.DataFrame]) -> tuple[pa.Table, list[Failure]]:
         media, rows = item
-        fingerprint = {"media": content_fingerprint(media),
+        fingerprint = {"media": file_hash(media),
                        "utts": rows[["utt_id", "start_frame", "end_frame"]].astype(str).values.tolist()}
         return guarded(STAGE, rows.utt_id,
                        lambda: cache.get_or_compute(fingerprint, lambda: _faces_for_media(media, rows, cfg, detector)),
@@ -124,7 +126,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
         failures.extend(item_failures)
     faces = concat_tables(tables, SCHEMA).sort_by([("utt_id", "ascending"), ("track_id", "ascending"),
                                                   ("frame", "ascending")])
-    write_atomic(faces, paths.FACES, {"stage": STAGE, "config": cfg, "device": device, "code_version": CODE_VERSION})
+    write_atomic(faces, paths.FACES, {"stage": STAGE, "config": cfg, "device": device, "code_version": code})
     write_stage_ledger(STAGE, failures, len(cuts), params["run"]["max_failure_ratio"])
     with_faces = len(set(faces.column("utt_id").to_pylist()))
     sampled = sum(len(sample_frames(r.start_frame, r.end_frame, r.fps, cfg["sample_fps"]))

@@ -3,7 +3,8 @@
 Work items are chunks of utterances (a dialogue, split past `CHUNK_UTTERANCES`), so a dialogue's
 text context is read in one place and a killed run loses at most the chunks in flight. Each chunk is
 a part in `.cache/features-<key>/`, keyed by its utterances' input fingerprints (text and context,
-wav content, crop bytes), the extractor's output config and the code version: a rerun reads
+full content hashes of wavs and videos, crop bytes), the extractor's output config and the code
+fingerprint of this module, the extractor's module and everything they import: a rerun reads
 finished chunks back and computes only the rest. Per-utterance problems become failure records;
 the chunk still yields its good rows.
 
@@ -40,8 +41,10 @@ from extractors import (
 )
 from extractors.base import SAMPLE_RATE
 from pipeline import paths
-from pipeline.cache import PartCache, content_fingerprint, stable_hash
+from pipeline.cache import PartCache, stable_hash
+from pipeline.code_fingerprint import code_fingerprint
 from pipeline.config import ConfigError, section
+from pipeline.file_hash import file_hash
 from pipeline.item_guard import guarded
 from pipeline.ledger import Failure, write_stage_ledger
 from pipeline.manifest import read_manifest
@@ -49,7 +52,6 @@ from pipeline.media import MediaError, iter_frames
 from pipeline.runner import Runner
 from pipeline.tables import concat_tables, read_frame, vector_table, write_atomic
 
-CODE_VERSION = "1"
 CHUNK_UTTERANCES = 64
 CROPS_FILE = paths.SPEAKER_TRACKS / "crops.parquet"
 NO_CROPS = "no face crops for the active speaker"
@@ -211,18 +213,18 @@ class ChunkWorker:
         self.stage = stage_name(feature_key)
         self.extractor = extractor
         self.crops = crops
-        self.cache = PartCache(self.stage, extractor.output_config(), code_version(extractor))
+        self.cache = PartCache(self.stage, extractor.output_config(), extractor_code(extractor))
 
     def fingerprint(self, chunk: Chunk) -> list[Any]:
         consumes = self.extractor.consumes
         if consumes == "text":
             return [[t.utt_id, t.speaker, t.text, [list(c) for c in t.context]] for t in chunk.texts]
         if consumes == "waveform":
-            return [[u, a, content_fingerprint(a) if Path(a).is_file() else "missing"]
+            return [[u, a, file_hash(a) if Path(a).is_file() else "missing"]
                     for u, a in zip(chunk.utt_ids, chunk.audio)]
         if consumes == "full_frames":
             budget = self.extractor.frame_budget
-            return [[u, s.media, content_fingerprint(s.media) if Path(s.media).is_file() else "missing", s.fps,
+            return [[u, s.media, file_hash(s.media) if Path(s.media).is_file() else "missing", s.fps,
                      span_indices(s, budget)] for u, s in zip(chunk.utt_ids, chunk.spans)]
         return [[u, self.crops.fingerprint(u)] for u in chunk.utt_ids]
 
@@ -352,8 +354,10 @@ class ChunkWorker:
 # -- the stage -----------------------------------------------------------------------------------
 
 
-def code_version(extractor: Extractor) -> str:
-    return f"features-{CODE_VERSION}/{extractor.name}-{extractor.version}"
+def extractor_code(extractor: Extractor) -> str:
+    """Fingerprint of this stage's code and the extractor's module (the registry loads it by name,
+    so no import in the source leads to it)."""
+    return code_fingerprint(__name__, type(extractor).__module__)
 
 
 def library_versions() -> dict[str, str]:
@@ -410,7 +414,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
         "dim": extractor.dim,
         "sequence": {"dim": extractor.sequence_dim, "max_length": extractor.config.get("max_sequence")}
         if extractor.wants_sequence else None,
-        "code_version": code_version(extractor),
+        "code_version": extractor_code(extractor),
         "versions": library_versions(),
     }
     write_atomic(table, paths.features_path(feature_key), meta)

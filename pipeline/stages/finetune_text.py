@@ -8,7 +8,8 @@ F1 (test is never read), and writes a model folder, `artifacts/text_encoder/`, t
 `features.text.model` can point to.
 
 Each finished epoch is checkpointed under `.cache/finetune_text/<key>/` (model, head, optimiser,
-scheduler, history), keyed by the settings, the training data and the code version: a killed run
+scheduler, history), keyed by the settings, the training data and the code fingerprint of this
+module, the encoder's module and everything they import (`pipeline.code_fingerprint`): a killed run
 resumes at the next epoch, and because shuffling and dropout are seeded per epoch the resumed run
 ends with the same weights as an uninterrupted one.
 """
@@ -32,6 +33,7 @@ from extractors import ExtractorConfigError, build_extractor
 from extractors.text_transformer import TransformerTextExtractor
 from pipeline import paths
 from pipeline.cache import stable_hash
+from pipeline.code_fingerprint import code_fingerprint
 from pipeline.config import ConfigError, section
 from pipeline.manifest import read_manifest
 from pipeline.runner import Runner
@@ -41,7 +43,6 @@ from pipeline.training.metrics import classification_scores
 STAGE = "finetune_text"
 OUT_DIR = paths.ARTIFACTS / "text_encoder"
 METRICS = paths.METRICS_DIR / "finetune_text.json"
-CODE_VERSION = "1"
 PROTOCOL = "trained on the train split; epoch selected on dev weighted F1; test never read"
 
 
@@ -340,7 +341,8 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     trainee = make_trainee(extractor, cfg, len(labels), steps)
     encoder_config = {"modality": "text", **extractor.output_config()}
     key = stable_hash({"encoder": encoder_config, "train": asdict(cfg) | {"device": None}, "labels": labels,
-                       "data": data_fingerprint(splits), "code": CODE_VERSION}, 24)
+                       "data": data_fingerprint(splits),
+                       "code": code_fingerprint(__name__, type(extractor).__module__)}, 24)
     folder = paths.CACHE_DIR / STAGE / key
     folder.mkdir(parents=True, exist_ok=True)
     state = resume(trainee, folder) or {"history": [], "best_epoch": None, "best_dev_weighted_f1": -1.0}

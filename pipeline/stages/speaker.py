@@ -23,8 +23,10 @@ import pyarrow as pa
 import soundfile as sf
 
 from pipeline import paths
-from pipeline.cache import PartCache, content_fingerprint
+from pipeline.cache import PartCache
 from pipeline.clips import DEFAULT_LIP_SIZE, ClipRequest, collect_clips, evenly, tracks_of
+from pipeline.code_fingerprint import code_fingerprint
+from pipeline.file_hash import file_hash
 from pipeline.item_guard import guarded
 from pipeline.ledger import Failure, write_stage_ledger
 from pipeline.media import MediaError
@@ -33,7 +35,6 @@ from pipeline.speaker_select import TrackScorer, UtteranceContext, build_scorer,
 from pipeline.tables import concat_tables, read_frame, write_atomic
 
 STAGE = "speaker"
-CODE_VERSION = "3"
 CROPS_FILE = paths.SPEAKER_TRACKS / "crops.parquet"
 SPEAKER_SCHEMA = pa.schema([("utt_id", pa.string()), ("track_id", pa.int64()), ("reason", pa.string()),
                             ("confidence", pa.float64()), ("scores", pa.string()), ("method", pa.string())])
@@ -106,7 +107,7 @@ def _scorer_fingerprint(method: str) -> str | None:
     if method not in LEARNED_METHODS:
         return None
     files = [paths.LIPSYNC_DIR / name for name in ("model.safetensors", "config.json")]
-    return "/".join(content_fingerprint(f) for f in files if f.exists()) or None
+    return "/".join(file_hash(f) for f in files if f.exists()) or None
 
 
 def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[str, Any]:
@@ -122,8 +123,9 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     cache_cfg = {**cfg, "scorer": _scorer_fingerprint(cfg["method"]),
                  "max_offset": (params.get("lipsync") or {}).get("max_offset") if cfg["method"] in LEARNED_METHODS
                  else None}
-    speaker_cache = PartCache(STAGE, cache_cfg, CODE_VERSION)
-    crops_cache = PartCache(f"{STAGE}-crops", cache_cfg, CODE_VERSION)
+    code = code_fingerprint(__name__)
+    speaker_cache = PartCache(STAGE, cache_cfg, code)
+    crops_cache = PartCache(f"{STAGE}-crops", cache_cfg, code)
     empty = faces.iloc[0:0]
 
     def work(item: tuple[str, pd.DataFrame]) -> tuple[pa.Table, pa.Table, list[Failure]]:
@@ -132,7 +134,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
 
     def speaker_item(media: str, rows: pd.DataFrame) -> tuple[pa.Table, pa.Table, list[Failure]]:
         utt_faces = {u: faces_by_utt.get(u, empty) for u in rows.utt_id}
-        fingerprint = {"media": content_fingerprint(media),
+        fingerprint = {"media": file_hash(media),
                        "faces": pd.util.hash_pandas_object(pd.concat(utt_faces.values()), index=False).sum().item()
                        if len(rows) else 0,
                        "utts": rows[["utt_id", "start_frame", "end_frame", "audio"]].astype(str).values.tolist(),
@@ -154,7 +156,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     speakers = concat_tables([r[0] for r in results], SPEAKER_SCHEMA).sort_by("utt_id")
     crops = concat_tables([r[1] for r in results], CROPS_SCHEMA).sort_by([("utt_id", "ascending"),
                                                                          ("frame", "ascending")])
-    write_atomic(speakers, paths.SPEAKER, {"stage": STAGE, "config": cfg, "code_version": CODE_VERSION})
+    write_atomic(speakers, paths.SPEAKER, {"stage": STAGE, "config": cfg, "code_version": code})
     write_atomic(crops, CROPS_FILE, {"stage": STAGE, "crop_size": cfg["crop_size"]})
     write_stage_ledger(STAGE, failures, len(video_cuts), params["run"]["max_failure_ratio"])
     summary = speakers.to_pandas()

@@ -3,13 +3,14 @@
 Per seed: seed everything, AdamW, gradient clipping, cross-entropy on labeled utterances plus the
 model's auxiliary losses weighted by `train.loss_weights`, early stopping on dev weighted F1, and the
 best-dev epoch's weights kept. Finished seeds live in `.cache/train/<key>/seed<k>/`, keyed by the
-manifest and input feature contents, the model and train params and the code, so DVC rerunning a
-text-only model after an audio swap restores its checkpoints instead of retraining.
+full content hashes of the manifest and input feature files, the model and train params and the
+code fingerprint of this module, the model's module and every project module they import, so DVC
+rerunning a text-only model after an audio swap restores its checkpoints instead of retraining,
+and any edit to the code a model is trained with retrains it.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import random
@@ -25,13 +26,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-import models
 from models.batch import IGNORE_INDEX, DialogueBatch, ModelOutput
 from models.registry import build_model, check_hyper_parameters, get_model_class
 from pipeline import paths
-from pipeline.cache import content_fingerprint, stable_hash
+from pipeline.cache import stable_hash
+from pipeline.code_fingerprint import code_fingerprint
 from pipeline.config import ConfigError, section
 from pipeline.device import resolve_device
+from pipeline.file_hash import file_hash
 from pipeline.training.data import (
     Dialogue,
     DialogueData,
@@ -472,26 +474,20 @@ def _load_seed_result(directory: Path) -> SeedResult | None:
 
 
 def code_version(kind: str) -> str:
-    """Hash of the code a trained model depends on: the training loop, the data path, the model."""
-    files = [
-        Path(__file__),
-        Path(__file__).with_name("data.py"),
-        Path(__file__).with_name("metrics.py"),
-        Path(inspect.getsourcefile(models.batch) or ""),
-        Path(inspect.getsourcefile(get_model_class(kind)) or ""),
-    ]
-    files += sorted(Path(inspect.getsourcefile(models.batch) or "").parent.joinpath("layers").glob("*.py"))
-    return stable_hash({f"{f.parent.name}/{f.name}": f.read_text() for f in files if f.is_file()})
+    """Fingerprint of the code a trained model depends on: this module and the model's module (the
+    registry imports it by name), with every project module either imports."""
+    return code_fingerprint(__name__, get_model_class(kind).__module__)
 
 
 def feature_fingerprints(inputs: Sequence[str]) -> dict[str, str]:
-    return {key: content_fingerprint(paths.features_path(key)) for key in inputs}
+    """Full content hash of each input feature file."""
+    return {key: file_hash(paths.features_path(key)) for key in inputs}
 
 
 def cache_key(spec: ModelSpec, cfg: TrainConfig, fingerprints: Mapping[str, str], fold: Fold | None = None) -> str:
     """Content key of a model's training run: manifest, its own input files, params and code (and fold)."""
     identity = {
-        "manifest": content_fingerprint(paths.MANIFEST),
+        "manifest": file_hash(paths.MANIFEST),
         "features": dict(fingerprints),
         "model": {"name": spec.name, **spec.params},
         "train": cfg.cache_identity(),
