@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from pipeline.code_fingerprint import code_fingerprint
 from pipeline.config import ConfigError, load_params
 from pipeline.datasets.base import CorpusManifest
 from pipeline.datasets.demo_config import DemoConfig, parse
@@ -41,7 +42,8 @@ from pipeline.schema import MANIFEST_COLUMNS, MANIFEST_TRUTH_COLUMNS, require_co
 from pipeline.tables import read_frame, read_metadata, write_frame
 
 ANNOTATIONS = "annotations.parquet"
-CORPUS_VERSION = 1  # bump when the same params would render a different corpus
+# What a corpus holds is decided by these (and what they import): a corpus rendered by other code is stale.
+RENDERER_MODULES = ("pipeline.datasets.demo_plan", "pipeline.datasets.demo_render")
 CUE_COLUMNS = ("text_cue", "audio_cue", "visual_cue", "voice", "faces")
 
 
@@ -119,16 +121,21 @@ def stale_keys(config: DemoConfig, metadata: Mapping[str, Any]) -> list[str]:
     rendered = metadata.get("params") or {}
     current = json.loads(json.dumps(config.as_dict()))
     keys = [key for key in current if rendered.get(key) != current[key]]
-    if metadata.get("version") != CORPUS_VERSION:
-        keys.append("corpus version")
+    if metadata.get("renderer_code") != renderer_code():
+        keys.append("renderer code")
     return keys
+
+
+def renderer_code() -> str:
+    """Fingerprint of the code that plans and renders a corpus: editing it makes rendered corpora stale."""
+    return code_fingerprint(*RENDERER_MODULES)
 
 
 def readme(config: DemoConfig, frame: pd.DataFrame) -> str:
     counts = frame.groupby(["split", "label"]).size().unstack(fill_value=0)
     durations = frame.groupby("dialogue_id")["end"].max()
     params = yaml.safe_dump({"dataset": {"demo": json.loads(json.dumps(config.as_dict()))}}, sort_keys=False)
-    return f"""MERC demo corpus (rendered by pipeline.datasets.demo, corpus version {CORPUS_VERSION})
+    return f"""MERC demo corpus (rendered by pipeline.datasets.demo, renderer code {renderer_code()})
 
 A synthetic corpus of conversations for trying the pipeline end to end and scoring each stage
 against ground truth. It is not a benchmark of real human emotion.
@@ -154,7 +161,8 @@ Rendered from:
 
 
 def _metadata(config: DemoConfig) -> dict[str, Any]:
-    return {"dataset": "demo", "version": CORPUS_VERSION, "labels": list(config.labels), "params": config.as_dict()}
+    return {"dataset": "demo", "renderer_code": renderer_code(), "labels": list(config.labels),
+            "params": config.as_dict()}
 
 
 def _check_tools() -> None:
