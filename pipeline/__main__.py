@@ -13,6 +13,7 @@ import sys
 import time
 
 from pipeline.config import ConfigError, load_params
+from pipeline.dag import under_dvc
 from pipeline.item_guard import DiskFull, disk_full, is_disk_full
 from pipeline.ledger import FailureRatioExceeded
 from pipeline.monitor import monitoring_api
@@ -33,7 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     try:
         params = load_params(options.params)
-        check_params(params)  # every block, before any work: a typo never runs on defaults
+        dvc_yaml, dvc_stage = under_dvc() or (None, None)  # started by DVC: its dvc.yaml must match params
+        # every block, before any work: a typo never runs on defaults, a stale DAG never trains
+        for warning in check_params(params, dvc_yaml, dvc_stage):
+            print(f"warning: {warning}", file=sys.stderr)
         api = monitoring_api()
         if api is not None:
             from flows.adapter import run_stage_as_flow

@@ -6,11 +6,16 @@ blocks to the registries that own them: each `features.<key>` to its extractor's
 `models.<name>` to its model class's constructor (plus the wiring keys every model shares), the
 `lipsync.model` overrides to `LipSyncConfig`. Values are still checked by the stage that reads
 them; this layer guarantees that no key is silently unread.
+
+Under DVC it also checks that `dvc.yaml` still matches `params.yaml` where one follows from the other
+(each model stage's feature files, the speaker stage's LipSyncNet dependency: `pipeline.dag`), so a
+model whose `inputs` grew never trains against a DAG that would not rerun it when the new input changes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from pipeline.config import ConfigError
@@ -100,8 +105,12 @@ def _check_lipsync_model(lipsync: Any) -> None:
         raise ConfigError(f"params.yaml: 'lipsync.model': {error}") from error
 
 
-def check_params(params: Mapping[str, Any]) -> None:
-    """Raise ConfigError naming the first unknown key (and the allowed ones) anywhere in `params`."""
+def check_params(params: Mapping[str, Any], dvc_yaml: Path | None = None, stage: str | None = None) -> list[str]:
+    """Raise ConfigError naming the first unknown key (and the allowed ones) anywhere in `params`.
+
+    With `dvc_yaml`, also raise when that file misses a dependency `params` implies, and return
+    warnings for `stage`'s needless ones (they only cost reruns).
+    """
     _walk(params, ALLOWED, "")
     if "features" in params:
         _check_features(params["features"])
@@ -109,3 +118,8 @@ def check_params(params: Mapping[str, Any]) -> None:
         _check_models(params["models"])
     if "lipsync" in params:
         _check_lipsync_model(params["lipsync"])
+    if dvc_yaml is None:
+        return []
+    from pipeline.dag import check
+
+    return check(params, dvc_yaml, stage)
