@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 
+import psutil
 import pytest
 
 from flows import adapter
@@ -97,8 +98,11 @@ def test_an_absent_server_means_a_plain_run(monkeypatch):
 
 def two_map_stage(params, runner, arg=None):
     """Two maps with a pause between them long enough for the watch to notice that the server went away
-    during the first one; the second map must then run without Prefect."""
+    during the first one; the second map must then run without Prefect. With `server_gone` (an Event),
+    the pause starts only once the server is dead or frozen, so the stage cannot end before it."""
     first = runner.map(lambda x: (time.sleep(params["delay"]), x * x)[1], ITEMS, name="square")
+    if "server_gone" in params:
+        params["server_gone"].wait(timeout=60)
     time.sleep(params["pause"])
     second = runner.map(lambda x: (time.sleep(params["delay"]), x + 1)[1], ITEMS, name="increment")
     return {"total": sum(first) + sum(second)}
@@ -124,22 +128,38 @@ def test_a_dead_or_frozen_server_costs_one_warning_line_and_a_bounded_delay(faul
     monkeypatch.setattr(adapter, "get_stage", lambda name: two_map_stage)
     process, api = start(timeout=120, home=tmp_path)
     monkeypatch.setenv("PREFECT_API_URL", api)
-    params = {"delay": 0.5, "pause": 12.0, "run": {"workers": 2}}
-    fail = (lambda: stop(process)) if fault == "dies" else (lambda: os.killpg(process.pid, signal.SIGSTOP))
+    gone = threading.Event()
+    params = {"delay": 0.5, "pause": 12.0, "run": {"workers": 2}, "server_gone": gone}
+    seen_gone: dict[str, object] = {}
+
+    def fail() -> None:
+        if fault == "dies":
+            stop(process)
+        else:
+            os.killpg(process.pid, signal.SIGSTOP)
+        seen_gone["at"] = time.monotonic()
+        seen_gone["answers"] = monitor.api_healthy(api, timeout=3.0)  # a dead server refuses, a frozen one hangs
+        seen_gone["exited"] = process.poll() is not None
+        seen_gone["stopped"] = not seen_gone["exited"] and psutil.Process(process.pid).status() == psutil.STATUS_STOPPED
+        gone.set()
+
     timer = threading.Timer(1.0, fail)
     timer.start()
-    started = time.monotonic()
     try:
         summary = adapter.run_stage_as_flow("fake", None, params, api)
-        elapsed = time.monotonic() - started
+        finished = time.monotonic()
     finally:
         timer.join()
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGCONT)
         stop(process)
     assert summary["total"] == EXPECTED_TWO_MAP
-    work = 2 * len(ITEMS) * params["delay"] / 2 + params["pause"]
-    assert elapsed < work + 40, f"stage took {elapsed:.0f} s for {work:.0f} s of work"
+    # the fault happened while the stage ran: the server no longer answered before the stage finished
+    assert "at" in seen_gone and seen_gone["at"] < finished, seen_gone
+    assert seen_gone["answers"] is False, seen_gone
+    assert seen_gone["exited"] if fault == "dies" else seen_gone["stopped"], seen_gone
+    work = len(ITEMS) * params["delay"] / 2 + params["pause"]  # after the fault: the pause and the second map
+    assert finished - seen_gone["at"] < work + 40, f"stage took {finished - seen_gone['at']:.0f} s after the fault"
     seen = monitor_lines(capfd.readouterr().err)
     assert len(seen) == 1 and "monitoring at" in seen[0] and "goes on without it" in seen[0], seen
 
