@@ -1,7 +1,8 @@
 """The whole DAG through `dvc repro` in a temporary git repository, on a tiny demo corpus.
 
 Checks what a user relies on: every stage runs, a second repro runs nothing, and changing the audio
-features makes stale only `features@audio` and the models that read audio (from DVC's own output).
+features makes stale only `features@audio` and the models that read audio (from DVC's own output),
+and the whole-pipeline flow reruns a stale stage through DVC.
 """
 
 from __future__ import annotations
@@ -136,9 +137,20 @@ def test_an_audio_change_makes_only_the_models_that_read_audio_stale(workspace, 
     assert ran - {"failures"} == stale, sorted(ran)
 
 
-def test_the_whole_pipeline_flow_runs_dvc_stage_by_stage(workspace, first_repro):
-    """`python -m flows.pipeline` (a Prefect flow; ephemeral API here) runs each named stage through DVC."""
+def test_the_whole_pipeline_flow_reruns_a_stale_stage_through_dvc(workspace, first_repro):
+    """`python -m flows.pipeline` (a Prefect flow; ephemeral API here) runs each named stage through DVC:
+    a stale one reruns (DVC records its new params), a fresh one is skipped."""
     order = run([sys.executable, "-m", "flows.pipeline", "--dry"], workspace).split()
     assert order.index("prepare") < order.index("cut") < order.index("faces") < order.index("speaker")
+    params_file = workspace / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    params["cut"]["max_seconds"] = 29.5  # longer than any demo utterance: a new value, the same cuts
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    assert "cut" in json.loads(run(["dvc", "status", "--json", "cut"], workspace))
+
     output = run([sys.executable, "-m", "flows.pipeline", "prepare", "cut"], workspace)
     assert "Finished in state Completed" in output
+    assert ran_stages(output) == {"cut"}, output[-4000:]
+    lock = yaml.safe_load((workspace / "dvc.lock").read_text())["stages"]
+    assert lock["cut"]["params"]["params.yaml"]["cut"]["max_seconds"] == 29.5
+    assert json.loads(run(["dvc", "status", "--json", "prepare", "cut"], workspace)) == {}
