@@ -1,8 +1,8 @@
 """The whole DAG through `dvc repro` in a temporary git repository, on a tiny demo corpus.
 
-Checks what a user relies on: every stage runs, a second repro runs nothing, and changing the audio
-features makes stale only `features@audio` and the models that read audio (from DVC's own output),
-and the whole-pipeline flow reruns a stale stage through DVC.
+Checks what a user relies on: `make demo`'s commands run every stage and report on one seed, a second
+repro runs nothing, changing the audio features makes stale only `features@audio` and the models that
+read audio (from DVC's own output), and the whole-pipeline flow reruns a stale stage through DVC.
 """
 
 from __future__ import annotations
@@ -74,9 +74,24 @@ def workspace(tmp_path_factory) -> Path:
     return build_workspace(tmp_path_factory.mktemp("dvc_repo"))
 
 
+def demo_recipe() -> list[str]:
+    """The commands of the Makefile's `demo` target (its `setup` prerequisite aside)."""
+    lines = (PROJECT / "Makefile").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("demo:"))
+    recipe = []
+    for line in lines[start + 1:]:
+        if not line.startswith("\t"):
+            break
+        recipe.append(line.strip())
+    return recipe
+
+
 @pytest.fixture(scope="module")
 def first_repro(workspace) -> str:
-    return run(["dvc", "repro"], workspace)
+    """What `make demo` runs, on the tiny params (one seed): the dvc.yaml generator, `dvc repro`, the report."""
+    recipe = demo_recipe()
+    assert "dvc repro" in recipe and "python -m pipeline.report" in recipe, recipe
+    return "".join(run(["bash", "-c", command], workspace) for command in recipe)
 
 
 def model_stages(stages: dict, params: dict, name: str) -> set[str]:
@@ -98,6 +113,9 @@ def test_first_repro_runs_every_stage(workspace, first_repro):
     for name, stage in stages.items():
         expected |= model_stages(stages, params, name) if "foreach" in stage else {name}
     assert ran_stages(first_repro) == expected
+    assert params["train"]["seeds"] == [0]
+    for model in params["models"]:  # the report's table: one line per model, a single seed has no spread
+        assert re.search(rf"^  {model} .*\(1 seed\)", first_repro, re.MULTILINE), first_repro[-3000:]
     metrics = json.loads(run(["dvc", "metrics", "show", "--json"], workspace))
     assert "eval.json" in json.dumps(metrics)
     for model in params["models"]:
