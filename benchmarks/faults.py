@@ -87,8 +87,8 @@ def stage_plan(workdir: Path) -> list[dict[str, Any]]:
         if name in ("evaluate", "evaluate_refined", "failures", "loso") or name.startswith("evaluate"):
             continue
         if "foreach" in body:
-            block = body["foreach"].strip("${}")
-            keys = list(params[block])
+            foreach = body["foreach"]  # `${features}`, or the inline dict `python -m pipeline.dag` writes
+            keys = list(foreach) if isinstance(foreach, dict) else list(params[foreach.strip("${}")])
             instances = [(f"{name}@{key}", body["do"], key) for key in keys]
         else:
             instances = [(name, body, None)]
