@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -668,6 +669,8 @@ def refine(
     first = train_cfg.seeds[0]
     pair = PairedData(load_model_data(specs[0], configs[0][first]), load_model_data(specs[1], configs[1][first]))
     out_multi, out_text = paths.MODELS_DIR / cfg.name, paths.MODELS_DIR / cfg.text_output
+    for stale in (out_multi, out_text):  # a killed earlier run may have left half-written seed folders
+        shutil.rmtree(stale, ignore_errors=True)
     outcomes = []
     for seed in train_cfg.seeds:
         model_m, _ = load_checkpoint(dirs[0] / f"seed{seed}", device)
