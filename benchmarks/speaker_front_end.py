@@ -64,8 +64,15 @@ def model_scores(workdir: Path, model: str) -> dict[str, Any]:
     for split in ("test", "dev"):
         for metric in ("weighted_f1", "accuracy"):
             block = result[split][metric]
-            pick[f"{split}_{metric}"] = {"mean": round(100 * block["mean"], 1), "std": round(100 * block["std"], 1)}
+            std = block.get("std")  # None with a single seed
+            pick[f"{split}_{metric}"] = {"mean": round(100 * block["mean"], 1),
+                                         "std": None if std is None else round(100 * std, 1)}
     return pick
+
+
+def _cell(score: dict[str, Any]) -> str:
+    """`mean ± std`, or the mean alone for a single seed."""
+    return f"{score['mean']:.1f}" if score["std"] is None else f"{score['mean']:.1f} ± {score['std']:.1f}"
 
 
 def main() -> int:
@@ -93,13 +100,12 @@ def main() -> int:
         row = {"method": method, **speaker_agreement(workdir), **model_scores(workdir, options.model),
                "seconds": round(seconds, 1), "stages_run": reran}
         rows.append(row)
-        print(f"{method:<14} agreement {row['truth_agreement']}  test W-F1 {row['test_weighted_f1']['mean']:.1f}"
-              f" ± {row['test_weighted_f1']['std']:.1f}  ({seconds:.0f} s, {len(reran)} stages)", flush=True)
+        print(f"{method:<14} agreement {row['truth_agreement']}  test W-F1 {_cell(row['test_weighted_f1'])}"
+              f"  ({seconds:.0f} s, {len(reran)} stages)", flush=True)
 
     print(f"\n{'method':<14} {'agreement':>10} {'test W-F1':>14} {'test acc':>14} {'dev W-F1':>14}")
     for row in rows:
-        cells = [f"{row[k]['mean']:.1f} ± {row[k]['std']:.1f}" for k in ("test_weighted_f1", "test_accuracy",
-                                                                        "dev_weighted_f1")]
+        cells = [_cell(row[k]) for k in ("test_weighted_f1", "test_accuracy", "dev_weighted_f1")]
         agreement = "-" if row["truth_agreement"] is None else f"{100 * row['truth_agreement']:.1f}%"
         print(f"{row['method']:<14} {agreement:>10} {cells[0]:>14} {cells[1]:>14} {cells[2]:>14}")
     result = {
