@@ -18,9 +18,29 @@ import pyarrow.parquet as pq
 META_KEY = b"merc"
 
 
+def _canonical_type(kind: pa.DataType) -> pa.DataType:
+    """The same type with every list's child field named `item`, Arrow's default."""
+    if pa.types.is_fixed_size_list(kind):
+        return pa.list_(pa.field("item", _canonical_type(kind.value_type), kind.value_field.nullable), kind.list_size)
+    if pa.types.is_large_list(kind):
+        return pa.large_list(pa.field("item", _canonical_type(kind.value_type), kind.value_field.nullable))
+    if pa.types.is_list(kind):
+        return pa.list_(pa.field("item", _canonical_type(kind.value_type), kind.value_field.nullable))
+    return kind
+
+
+def canonical_schema(table: pa.Table) -> pa.Table:
+    """Parquet reads list children back as `element`, fresh arrays call them `item`: one name for both,
+    so a table assembled from cached parts is byte for byte the file a fresh run writes."""
+    fields = [field.with_type(_canonical_type(field.type)) for field in table.schema]
+    schema = pa.schema(fields, metadata=table.schema.metadata)
+    return table if schema.equals(table.schema, check_metadata=True) else table.cast(schema)
+
+
 def write_atomic(table: pa.Table, path: str | Path, metadata: Mapping[str, Any] | None = None) -> Path:
     """Write a Parquet file through a temporary name so a killed process never leaves half a file."""
     path = Path(path)
+    table = canonical_schema(table)
     path.parent.mkdir(parents=True, exist_ok=True)
     if metadata is not None:
         existing = dict(table.schema.metadata or {})
