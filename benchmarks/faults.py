@@ -328,9 +328,17 @@ def combine(files: list[Path], out: Path) -> int:
         report = json.loads(file.read_text())
         result["runs"].append({key: report[key] for key in PROVENANCE if key in report})
         for part in PARTS:
-            if report.get(part):
-                result[part] = report[part]
-                result.setdefault("part_run", {})[part] = index
+            if not report.get(part):
+                continue
+            if part == "kills" and result.get("kills"):  # per stage: a later run's trials replace an earlier's
+                by_stage = {row["stage"]: row for row in result["kills"]}
+                by_stage.update({row["stage"]: {**row, "run": index} for row in report["kills"]})
+                result["kills"] = list(by_stage.values())
+                used = sorted({row.get("run", result["part_run"]["kills"]) for row in result["kills"]})
+                result["part_run"]["kills"] = used[0] if len(used) == 1 else used
+                continue
+            result[part] = [{**row, "run": index} for row in report[part]] if part == "kills" else report[part]
+            result.setdefault("part_run", {})[part] = index
     result["commit"] = result["runs"][-1]["commit"]
     result["dirty"] = any(run["dirty"] for run in result["runs"])
     print_tables(result)

@@ -175,7 +175,8 @@ def _faults_provenance(report: dict) -> str:
     parts = report.get("part_run") or {}
     lines = []
     for index, run in enumerate(runs):
-        names = [part for part, source in parts.items() if source == index] or ["all parts"]
+        names = [part for part, source in parts.items()
+                 if source == index or (isinstance(source, list) and index in source)] or ["all parts"]
         dirty = " (uncommitted changes)" if run.get("dirty") else ""
         lines.append(f"{', '.join(names)}: commit `{run['commit'][:10]}`{dirty}, {run['date']}, {run['machine']}: "
                      f"`{run['command']}`")

@@ -74,3 +74,20 @@ def test_faults_combines_old_and_new_runs(tmp_path):
     combined = json.loads((tmp_path / "out" / "faults.json").read_text())
     assert combined["part_run"] == {"cases": 0, "kills": 1} and combined["commit"] == new["commit"]
     assert "inputs" not in combined["runs"][0] and combined["runs"][1]["params"] == {"trials": 1}
+
+
+def test_faults_kill_trials_of_a_later_run_replace_only_their_own_stages(tmp_path):
+    bench = _benchmark("faults")
+
+    def kills(*stages: str, identical: int) -> list[dict]:
+        return [{"stage": s, "trials": 5, "identical": identical, "killed_mid_work": 5} for s in stages]
+
+    first = {**provenance.provenance({}), "benchmark": "faults", "kills": kills("cut", "train@*", identical=1)}
+    second = {**provenance.provenance({}), "benchmark": "faults", "kills": kills("train@*", identical=5)}
+    (tmp_path / "first.json").write_text(json.dumps(first))
+    (tmp_path / "second.json").write_text(json.dumps(second))
+    assert bench.combine([tmp_path / "first.json", tmp_path / "second.json"], tmp_path / "out") == 0
+    combined = json.loads((tmp_path / "out" / "faults.json").read_text())
+    rows = {row["stage"]: row for row in combined["kills"]}
+    assert rows["cut"]["run"] == 0 and rows["train@*"] == {**kills("train@*", identical=5)[0], "run": 1}
+    assert combined["part_run"]["kills"] == [0, 1]
