@@ -261,7 +261,7 @@ def demo_results(results: Path) -> str:
     speaker = report.get("speaker") or {}
     if speaker.get("truth_agreement") is not None:
         chosen = ", ".join(f"`{m}`" for m in speaker["methods"])
-        lines += ["", f"Active speaker ({chosen}): the generator's true speaker on "
+        lines += ["", f"Active speaker ({chosen}): agrees with the generator's true speaker on "
                       f"{100 * speaker['truth_agreement']:.1f}% of the {speaker['multi_face_utterances']} "
                       f"utterances with two or more faces."]
     lines += ["", f"Source: {_provenance(report, DEMO_RESULTS)}"]
