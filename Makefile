@@ -27,6 +27,7 @@ demo: setup
 	python -m pipeline.dag
 	dvc repro
 	python -m pipeline.report
+	python -m pipeline.report --demo-json benchmarks/results/demo.json
 
 # dvc.yaml's model stages depend on each model's own feature files and `speaker` on LipSyncNet only
 # when speaker.method reads it: rerun after editing a model's inputs, a refine block or speaker.method.
