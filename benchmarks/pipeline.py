@@ -48,6 +48,8 @@ def prepare_workspace(workdir: Path, overrides: list[str]) -> None:
             node = node[part]
         node[leaf] = yaml.safe_load(value)
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # an override may change what a stage reads (a model's inputs, the speaker method): dvc.yaml follows params
+    subprocess.run([sys.executable, "-m", "pipeline.dag"], cwd=workdir, check=True, env=_env())
     for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "bench@localhost"],
                 ["git", "config", "user.name", "bench"], ["dvc", "init", "-q"],
                 ["dvc", "config", "core.analytics", "false"], ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
@@ -123,7 +125,6 @@ def main() -> int:
     (out / "pipeline.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwritten to {out / 'pipeline.json'}; workspace kept at {workdir}")
     return 0
-
 
 
 if __name__ == "__main__":
