@@ -1,14 +1,18 @@
 """Ablation benchmark: each fusion-distillation model and every row of its paper's ablation table.
 
-    python benchmarks/ablations.py [--out benchmarks/results] [--seeds 0 1 2] [--models kd_hierfusion mrd ...]
+    python benchmarks/ablations.py [--workdir DIR] [--models kd_hierfusion mrd ...] [--set key=value ...]
 
-Reads the demo corpus features that `dvc repro` (`make demo`) leaves in data/ and never writes
-there: training runs in a scratch workspace whose data/ links to the project's. Every variant is
-trained with the project's own train and evaluate stages (one checkpoint per seed, selected on dev
-weighted F1) and reported as test weighted F1 mean ± std over the seeds. MRD is shown beside its two
-input models. Ablation rows come from each model module's docstring ("row -> params edit" lines),
-so the table and the documentation cannot drift apart; a row whose edit is not a plain params edit
-of the model block (e.g. a front-end change) is listed as skipped with the reason.
+Runs the real stages through DVC in a git + DVC workspace (`benchmarks/workspace.py`; nothing in your
+checkout is touched; --workdir reuses one, e.g. the pipeline benchmark's, and DVC reruns only what is
+stale). Every ablation row becomes a params block of its own (`models.<family>__<row>`, or
+`refine.mrd__<row>` for MRD) written to the workspace's `params.yaml`; `python -m pipeline.dag` gives it
+train/evaluate stages reading exactly its inputs, and `dvc repro evaluate@<row>` trains one checkpoint
+per seed (selected on dev weighted F1) and scores it. A row that edits the pipeline rather than the
+model block (e.g. `speaker.method: first_face`) runs as `dvc exp run -S <edit> evaluate@<row>`, so DVC
+reruns the front-end stages that edit reaches and nothing else. Reported: test weighted F1 mean ± std
+over the seeds, dev weighted F1, and the stages each row reran. MRD is shown beside its two input
+models. Ablation rows come from each model module's docstring ("row -> params edit" lines), so the
+table and the documentation cannot drift apart.
 """
 
 from __future__ import annotations
@@ -17,12 +21,10 @@ import argparse
 import ast
 import copy
 import json
-import os
 import re
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from benchmarks.workspace import prepare_workspace, run_measured, write_params  # noqa: E402
 
 FAMILIES = ("kd_hierfusion", "mrd", "drkf", "cmath", "lfvd")
 INPUTS = ["text", "audio", "visual"]
@@ -99,13 +103,6 @@ def module_docstring(module: str) -> str:
     return ast.get_docstring(ast.parse(path.read_text())) or ""
 
 
-def has_sequences(inputs: list[str]) -> bool:
-    """Whether every input's feature file carries the optional frame/token `sequence` column."""
-    import pyarrow.parquet as pq
-
-    return all("sequence" in pq.read_schema(ROOT / "data" / "features" / f"{k}.parquet").names for k in inputs)
-
-
 def full_block(params: Mapping[str, Any], kind: str) -> dict[str, Any]:
     """The project's params block for `kind` when there is one, else a demo-sized default."""
     from models.registry import get_model_class
@@ -119,30 +116,10 @@ def full_block(params: Mapping[str, Any], kind: str) -> dict[str, Any]:
     return block
 
 
-class Workspace:
-    """A scratch project root whose data/ links to the real manifest and features (read only)."""
 
-    def __init__(self, data: Path = ROOT / "data") -> None:
-        self.tmp = tempfile.TemporaryDirectory(prefix="merc-ablations-")
-        self.root = Path(self.tmp.name)
-        (self.root / "data").mkdir()
-        (self.root / "data" / "manifest.parquet").symlink_to(Path(data).resolve() / "manifest.parquet")
-        (self.root / "data" / "features").symlink_to(Path(data).resolve() / "features")
-        self.previous = Path.cwd()
-
-    def __enter__(self) -> Workspace:
-        os.chdir(self.root)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        os.chdir(self.previous)
-        self.tmp.cleanup()
-
-
-def scores(name: str) -> dict[str, Any]:
-    from pipeline import paths
-
-    report = json.loads((paths.METRICS_DIR / name / "eval.json").read_text())
+def scores(workdir: Path, name: str) -> dict[str, Any]:
+    """The scores of `metrics/<name>/eval.json` in the workspace that a benchmark row reports."""
+    report = json.loads((workdir / "metrics" / name / "eval.json").read_text())
     return {
         "test_weighted_f1": report["test"]["weighted_f1"],
         "test_accuracy": report["test"]["accuracy"],
@@ -152,107 +129,92 @@ def scores(name: str) -> dict[str, Any]:
     }
 
 
-def train_and_evaluate(params: dict[str, Any], name: str, outputs: list[str] | None = None) -> dict[str, dict]:
-    from pipeline.hooks import silent_hook
-    from pipeline.runner import PlainRunner
-    from pipeline.stages import evaluate as evaluate_stage
-    from pipeline.stages import train as train_stage
-
-    runner = PlainRunner(workers=1, hook=silent_hook)
-    train_stage.run(params, runner, name)
-    result = {}
-    for output in outputs or [name]:
-        evaluate_stage.run(params, runner, output)
-        result[output] = scores(output)
-    return result
-
-
 def variants(family: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The full model and each ablation row of one family, with the params block each runs."""
+    """The full model and each ablation row of one family: its stage name, params block and pipeline edit.
+
+    `pipeline` holds the dotted params edit of a row that changes the front end (run as a DVC
+    experiment), `block` the model (or refine) block every row trains; `reason` says why a row cannot run.
+    """
     if family == "mrd":
         base = copy.deepcopy(dict((params.get("refine") or {}).get("mrd") or DEMO_MRD))
         rows = parse_ablation_rows(module_docstring("pipeline.training.mrd"))
     else:
         base = full_block(params, family)
         rows = parse_ablation_rows(module_docstring(f"models.{family}"))
-    out = [{"family": family, "row": "full model", "edit": {}, "block": base, "reason": None, "front_end": None}]
+    stage = "evaluate_refined" if family == "mrd" else "evaluate"
+    out = [{"family": family, "row": "full model", "name": family, "stage": stage, "edit": {}, "block": base,
+            "pipeline": None, "reason": None}]
     for row in rows:
-        block, reason, front_end = None, row["reason"], None
+        entry = {"family": family, "row": row["row"], "name": f"{family}__{slug(row['row'])}", "stage": stage,
+                 "edit": row["edit"], "block": None, "pipeline": None, "reason": row["reason"]}
         if row["edit"] is not None:
-            dotted = [k for k in row["edit"] if "." in str(k)]
-            if dotted:
-                front_end = ",".join(f"{k}={v}" for k, v in row["edit"].items())
-                block = base
-                reason = f"pipeline edit: run `dvc repro` in a copy with {front_end}, then --front-end {front_end}=DATA"
+            dotted = {k: v for k, v in row["edit"].items() if "." in str(k)}
+            if dotted and len(dotted) < len(row["edit"]):
+                entry["reason"] = "mixes a pipeline edit with a model edit"
+            elif dotted:
+                entry.update(block=base, pipeline=dotted)
             else:
-                block = merge(base, row["edit"])
-        out.append(
-            {"family": family, "row": row["row"], "edit": row["edit"], "block": block, "reason": reason}
-            | {"front_end": front_end}
-        )
+                entry["block"] = merge(base, row["edit"])
+        out.append(entry)
     return out
 
 
-def run_family(
-    family: str, params: dict[str, Any], log, front_ends: Mapping[str, Path] | None = None
-) -> list[dict[str, Any]]:
-    """Train and evaluate every variant of one family; `front_ends` maps a pipeline edit to its data folder."""
-    from models.registry import registered
+def stages_run(output: str) -> list[str]:
+    """The stages a `dvc repro` / `dvc exp run` actually ran, from its 'Running stage' lines."""
+    return sorted({line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")})
 
-    if family != "mrd" and family not in registered():
-        return [{"family": family, "row": "full model", "status": f"skipped: models/{family}.py is not present"}]
-    if family != "mrd":
-        from models.registry import get_model_class
 
-        if getattr(get_model_class(family), "requires_sequences", False) and not has_sequences(
-            full_block(params, family)["inputs"]
-        ):
-            reason = (
-                "skipped: reads frame/token sequences, which the demo features lack "
-                "(enable `sequence: true` in the features blocks, rerun `dvc repro`)"
-            )
-            return [{"family": family, "row": "full model", "status": reason}]
-    results = []
-    if family == "mrd":
-        base_refine = dict((params.get("refine") or {}).get("mrd") or DEMO_MRD)
-        for name in (base_refine["multimodal"], base_refine["text"]):
-            params["models"].setdefault(name, copy.deepcopy(MRD_INPUT_BLOCKS.get(name, {})))
-            log(f"[mrd] input model {name}")
-            started = time.monotonic()
-            row = {"family": "mrd", "row": f"input: {name}", "model": name, "edit": None}
-            row.update(scores=train_and_evaluate(params, name)[name], seconds=round(time.monotonic() - started, 1))
-            results.append(row | {"status": "ok"})
-    for variant in variants(family, params):
-        name = family if variant["row"] == "full model" else f"{family}__{slug(variant['row'])}"
-        entry = {"family": family, "row": variant["row"], "model": name, "edit": variant["edit"]}
-        data = (front_ends or {}).get(variant["front_end"]) if variant["front_end"] else None
-        if variant["block"] is None or (variant["front_end"] and data is None):
-            results.append(entry | {"status": f"skipped: {variant['reason']}"})
-            continue
-        if data is not None:
-            entry["data"] = str(data)
-        log(f"[{family}] {variant['row']}")
-        started = time.monotonic()
-        try:
+def run_variant(workdir: Path, variant: Mapping[str, Any], log) -> dict[str, Any]:
+    """Train and score one row through DVC; a failing row is reported with its error and the others go on."""
+    name, family = variant["name"], variant["family"]
+    entry = {"family": family, "row": variant["row"], "model": name, "edit": variant["edit"]}
+    if variant["block"] is None:
+        return entry | {"status": f"skipped: {variant['reason']}"}
+    target = f"{variant['stage']}@{name}"
+    if variant["pipeline"]:
+        sets = [f"{key}={json.dumps(value)}" for key, value in variant["pipeline"].items()]
+        cmd = ["dvc", "exp", "run", "--name", slug(name).replace("_", "-"),
+               *(arg for edit in sets for arg in ("-S", edit)), target]
+        entry["experiment"] = " ".join(cmd)
+    else:
+        cmd = ["dvc", "repro", target]
+    log(f"[{family}] {variant['row']}: {' '.join(cmd)}")
+    seconds, _, output, code = run_measured(cmd, workdir, check=False)
+    entry.update(seconds=round(seconds, 1), stages_run=stages_run(output))
+    if code != 0:
+        log(output[-4000:])
+        tail = [line for line in output.splitlines() if line.strip()][-1:] or ["(no output)"]
+        return entry | {"status": f"error: {tail[0].strip()}"}
+    entry["scores"] = scores(workdir, name)
+    if variant["stage"] == "evaluate_refined":
+        entry["text_model_scores"] = scores(workdir, f"{name}_text")
+    return entry | {"status": "ok"}
+
+
+def mrd_inputs(workdir: Path, params: Mapping[str, Any], log) -> list[dict[str, Any]]:
+    """MRD's two input models, scored as rows of their own (MRD is judged against them)."""
+    refine = (params.get("refine") or {}).get("mrd") or DEMO_MRD
+    rows = []
+    for name in (refine["multimodal"], refine["text"]):
+        variant = {"family": "mrd", "row": f"input: {name}", "name": name, "stage": "evaluate", "edit": None,
+                   "block": params["models"][name], "pipeline": None, "reason": None}
+        rows.append(run_variant(workdir, variant, log))
+    return rows
+
+
+def add_blocks(params: dict[str, Any], variants_of: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """`params` with one models (or refine) block per runnable row, so each row is a DVC stage of its own."""
+    out = copy.deepcopy(params)
+    for family, rows in variants_of.items():
+        for variant in rows:
+            if variant["block"] is None:
+                continue
+            section = "refine" if family == "mrd" else "models"
+            out.setdefault(section, {})[variant["name"]] = copy.deepcopy(variant["block"])
             if family == "mrd":
-                params.setdefault("refine", {})[name] = variant["block"]
-                outcome = train_and_evaluate(params, name, [name, f"{name}_text"])
-                entry["scores"] = outcome[name]
-                entry["text_model_scores"] = outcome[f"{name}_text"]
-            elif data is not None:  # the same model on features from another front end
-                params["models"][name] = variant["block"]
-                with Workspace(data):
-                    entry["scores"] = train_and_evaluate(params, name)[name]
-            else:
-                params["models"][name] = variant["block"]
-                entry["scores"] = train_and_evaluate(params, name)[name]
-            entry["status"] = "ok"
-        except Exception as error:  # one broken variant must not lose the others
-            entry["status"] = f"error: {type(error).__name__}: {error}"
-            log(traceback.format_exc())
-        entry["seconds"] = round(time.monotonic() - started, 1)
-        results.append(entry)
-    return results
+                for name in (variant["block"]["multimodal"], variant["block"]["text"]):
+                    out["models"].setdefault(name, copy.deepcopy(MRD_INPUT_BLOCKS.get(name, {})))
+    return out
 
 
 def fmt(stat: Mapping[str, Any] | None) -> str:
@@ -281,59 +243,26 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="folder for ablations.json")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: train.seeds, at least 3)")
+    parser.add_argument("--workdir", default=None,
+                        help="workspace to create or reuse (default: a temporary folder); DVC reruns what is stale")
     parser.add_argument("--models", nargs="+", default=list(FAMILIES), choices=FAMILIES, help="model families to run")
-    parser.add_argument("--epochs", type=int, default=None, help="override train.epochs (quick looks only)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument(
-        "--front-end",
-        action="append",
-        default=[],
-        metavar="EDIT=DATA",
-        help="data folder of a `dvc repro` run with a pipeline edit, e.g. speaker.method=first_face=/tmp/copy/data; "
-        "runs the ablation rows that need it",
-    )
+    parser.add_argument("--set", action="append", default=[], help="params override, e.g. train.epochs=5")
     args = parser.parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-
-    features = sorted((ROOT / "data" / "features").glob("*.parquet"))
-    if not (ROOT / "data" / "manifest.parquet").exists() or not features:
-        print("No demo features in data/: run `make demo` (or `dvc repro`) first.", file=sys.stderr)
-        return 2
-    from pipeline.config import load_params
-
-    params = load_params(ROOT / "params.yaml")
-    params.setdefault("models", {})
-    seeds = args.seeds or list(params["train"]["seeds"])
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="merc-ablations-"))
+    params = prepare_workspace(workdir, args.set)
+    seeds = list(params["train"]["seeds"])
     if len(seeds) < 3:
-        print(f"need at least 3 seeds for mean ± std, got {seeds}", file=sys.stderr)
-        return 2
-    params["train"]["seeds"] = seeds
-    params["train"]["device"] = params["train"].get("device", "auto")
-    if args.epochs:
-        params["train"]["epochs"] = args.epochs
+        parser.error(f"train.seeds: need at least 3 seeds for mean ± std, got {seeds}")
+    variants_of = {family: variants(family, params) for family in args.models}
+    base = add_blocks(params, variants_of)
+    write_params(workdir, base, "ablation rows as params blocks")
+    from pipeline.provenance import provenance
 
-    front_ends = {}
-    for item in args.front_end:
-        edit, _, folder = item.rpartition("=")
-        if not edit or not (Path(folder) / "manifest.parquet").exists():
-            print(f"--front-end {item!r}: expected EDIT=DATA with DATA/manifest.parquet", file=sys.stderr)
-            return 2
-        front_ends[edit] = Path(folder).resolve()
-    from pipeline.provenance import file_inputs, provenance
-
-    read = [ROOT / "data" / "manifest.parquet", *features]
-    read += [folder / name for folder in front_ends.values() for name in ("manifest.parquet", "features")]
     origin = provenance(  # as of the start: the checkout may change while the run goes on
-        {"train": params["train"], "models": args.models, "front_end": args.front_end, "threads": args.threads},
-        file_inputs(read, ROOT),
-        ["benchmarks/ablations.py", *(argv if argv is not None else sys.argv[1:])],
-        ROOT,
+        {"train": params["train"], "models": args.models, "overrides": args.set},
+        command=["benchmarks/ablations.py", *(argv if argv is not None else sys.argv[1:])],
     )
 
     def log(message: str) -> None:
@@ -341,22 +270,35 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     results: list[dict[str, Any]] = []
-    with Workspace():
-        for family in args.models:
-            results.extend(run_family(family, params, log, front_ends))
+    for family in args.models:
+        if family == "mrd":
+            results.extend(mrd_inputs(workdir, base, log))
+        for variant in variants_of[family]:
+            if variant["pipeline"]:
+                continue  # experiments last: each leaves its edit in the workspace until the next write
+            results.append(run_variant(workdir, variant, log))
+    for family in args.models:
+        for variant in (v for v in variants_of[family] if v["pipeline"]):
+            write_params(workdir, base, "ablation rows as params blocks")
+            results.append(run_variant(workdir, variant, log))
+    write_params(workdir, base, "ablation rows as params blocks")
+    from pipeline.provenance import file_inputs
+
+    features = sorted((workdir / "data" / "features").glob("*.parquet"))
     report = {
         **origin,
-        "data": {"manifest": "data/manifest.parquet", "features": [f.name for f in features]},
+        "inputs": file_inputs([workdir / "data" / "manifest.parquet", *features], workdir),
         "seeds": seeds,
-        "protocol": "each seed's checkpoint selected on dev weighted F1; test weighted F1 mean ± sample std over seeds",
+        "protocol": "each seed's checkpoint selected on dev weighted F1; test weighted F1 mean ± sample std over "
+                    "seeds; every row trained and scored by its own DVC stages",
         "seconds": round(time.monotonic() - started, 1),
         "results": results,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ablations.json").write_text(json.dumps(report, indent=2))
+    (out / "ablations.json").write_text(json.dumps(report, indent=2) + "\n")
     print(table(results))
-    print(f"\nwritten: {out / 'ablations.json'}")
+    print(f"\nwritten: {out / 'ablations.json'}; workspace kept at {workdir}")
     return 0
 
 

@@ -27,6 +27,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 PROJECT = Path(__file__).resolve().parents[1]
+if str(PROJECT) not in sys.path:
+    sys.path.insert(0, str(PROJECT))
+
+from benchmarks.workspace import env as _env  # noqa: E402
+from benchmarks.workspace import prepare_workspace  # noqa: E402
+
 CORPUS = Path("data/corpus/faults")
 OVERRIDES = ["dataset.name=table", f"dataset.root={CORPUS.as_posix()}", "dataset.table.path=table.csv",
              "speaker.method=mouth_motion"]  # mouth_motion needs no LipSyncNet training
@@ -240,11 +246,6 @@ def build_corpus(workdir: Path) -> list[Case]:
 # -- running and judging ---------------------------------------------------------------------------
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PIPELINE_ORCHESTRATOR": "plain", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-
-
 def run_stages(workdir: Path) -> list[tuple[str, int, str]]:
     """Every stage in order, each in its own process; (stage, return code, last stderr line)."""
     results = []
@@ -325,7 +326,6 @@ def run_cases(workdir: Path) -> list[dict]:
     if workdir.exists() and any(workdir.iterdir()):
         raise FileExistsError(f"{workdir} is not empty: the fault corpus needs a fresh workspace")
     workdir.mkdir(parents=True, exist_ok=True)
-    bench = _load("benchmark_pipeline", Path(__file__).resolve().with_name("pipeline.py"))
-    bench.prepare_workspace(workdir, OVERRIDES)
+    prepare_workspace(workdir, OVERRIDES)
     cases = build_corpus(workdir)
     return judge(workdir, cases, run_stages(workdir))

@@ -41,6 +41,8 @@ import yaml
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
+from benchmarks.workspace import env as _env  # noqa: E402
+from benchmarks.workspace import prepare_workspace  # noqa: E402
 from pipeline.provenance import KEYS, provenance  # noqa: E402
 
 # Small enough that every stage runs in seconds to a minute on 2 cores, big enough to have many items.
@@ -55,25 +57,6 @@ WORKSPACE_OVERRIDES = [
 LONG_STAGES = ("cut", "faces", "lipsync_train", "speaker", "features", "finetune_text", "train", "refine")
 VOLATILE_KEYS = ("second", "time", "date", "elapsed", "per_second", "throughput", "resumed", "wall")
 MONITOR_LINE_MARKS = ("[prefect]", "ERROR", "Traceback", "Error logging", "WARNING")
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {**os.environ, "PIPELINE_ORCHESTRATOR": "plain", "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    env.pop("PREFECT_API_URL", None)
-    env.update(extra)
-    return env
-
-
-def _load_pipeline_benchmark():
-    """`benchmarks/pipeline.py` by path (its module name would shadow the `pipeline` package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("benchmark_pipeline", PROJECT / "benchmarks" / "pipeline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # -------------------------------------------------------------------------------- the stages
@@ -380,7 +363,7 @@ def main() -> int:
     if needs_workspace:
         kills_dir = workdir / "kills"
         kills_dir.mkdir()
-        _load_pipeline_benchmark().prepare_workspace(kills_dir, WORKSPACE_OVERRIDES)
+        prepare_workspace(kills_dir, WORKSPACE_OVERRIDES)
         families = tuple(options.stages) if "kills" in options.parts else ()
         print("kill -9 trials", flush=True)
         result["kills"] = kill_trials(kills_dir, options.trials if families else 0, families,

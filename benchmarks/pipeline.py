@@ -13,78 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import psutil
-import yaml
-
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
+from benchmarks.workspace import prepare_workspace, run_measured, stage_order  # noqa: E402
 from pipeline.provenance import provenance  # noqa: E402
-
-CODE = ["pipeline", "extractors", "models", "flows", "params.yaml", "dvc.yaml", ".dvcignore"]
-
-
-def prepare_workspace(workdir: Path, overrides: list[str]) -> None:
-    for name in CODE:
-        source = PROJECT / name
-        if source.is_dir():
-            shutil.copytree(source, workdir / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, workdir / name)
-    params = yaml.safe_load((workdir / "params.yaml").read_text())
-    for item in overrides:
-        key, value = item.split("=", 1)
-        node = params
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node[part]
-        node[leaf] = yaml.safe_load(value)
-    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    # an override may change what a stage reads (a model's inputs, the speaker method): dvc.yaml follows params
-    subprocess.run([sys.executable, "-m", "pipeline.dag"], cwd=workdir, check=True, env=_env())
-    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "bench@localhost"],
-                ["git", "config", "user.name", "bench"], ["dvc", "init", "-q"],
-                ["dvc", "config", "core.analytics", "false"], ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
-        subprocess.run(cmd, cwd=workdir, check=True, env=_env())
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PIPELINE_ORCHESTRATOR": "plain",
-            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-
-
-def stage_order(workdir: Path) -> list[str]:
-    code = "from flows.pipeline import stage_order; print('\\n'.join(stage_order('.')))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=_env(), capture_output=True, text=True,
-                         check=True)
-    return [line for line in out.stdout.splitlines() if line.strip()]
-
-
-def run_measured(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
-    """Wall seconds and peak RSS (MiB, summed over the process tree) of one command."""
-    started = time.perf_counter()
-    process = subprocess.Popen(cmd, cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    root = psutil.Process(process.pid)
-    peak = 0
-    while process.poll() is None:
-        try:
-            tree = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-        except psutil.Error:
-            pass
-        time.sleep(0.1)
-    output = process.stdout.read()
-    if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{output[-4000:]}")
-    return time.perf_counter() - started, peak / 2**20, output
 
 
 def main() -> int:
@@ -94,15 +32,16 @@ def main() -> int:
     parser.add_argument("--set", action="append", default=[], help="params override, e.g. dataset.demo.dialogues=10")
     options = parser.parse_args()
     workdir = Path(options.workdir or tempfile.mkdtemp(prefix="merc-bench-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    prepare_workspace(workdir, options.set)
+    if workdir.exists() and any(workdir.iterdir()):
+        parser.error(f"--workdir {workdir} is not empty: every stage must run from nothing to be measured")
+    params = prepare_workspace(workdir, options.set)
     # as of the start: the checkout may change while the run goes on; the corpus is rendered from params
-    origin = provenance(yaml.safe_load((workdir / "params.yaml").read_text()))
+    origin = provenance(params)
     rows = []
     utterances = None
     total_started = time.perf_counter()
     for stage in stage_order(workdir):
-        seconds, peak, _ = run_measured(["dvc", "repro", "--single-item", stage], workdir)
+        seconds, peak, *_ = run_measured(["dvc", "repro", "--single-item", stage], workdir)
         if utterances is None and (workdir / "data" / "manifest.parquet").exists():
             import pyarrow.parquet as pq
 

@@ -1,7 +1,8 @@
 """Does the active-speaker choice matter downstream? Speaker methods compared on the demo corpus.
 
-In one fresh git + DVC workspace (the committed `params.yaml`, nothing in your checkout touched), for
-each `speaker.method` in turn: edit the param and `dvc repro evaluate@<model>` (default model:
+In a git + DVC workspace (`benchmarks/workspace.py`: the committed `params.yaml`, nothing in your
+checkout touched; fresh, or reused with --workdir), for each `speaker.method` in turn: edit the param
+and `dvc repro evaluate@<model>` (default model:
 `visual_gru`, a dialogue GRU over the face features alone). DVC reruns only `speaker`,
 `features@visual` and that model's train/evaluate; the other stages run once. Reports, per method,
 the speaker stage's agreement with the demo generator's true speaker on utterances with two or more
@@ -15,7 +16,6 @@ dev).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import subprocess
 import sys
@@ -24,22 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
+from benchmarks.workspace import prepare_workspace, run_measured, write_params  # noqa: E402
 from pipeline.provenance import provenance  # noqa: E402
 
-DEFAULT_METHODS = ["lipsyncnet", "mouth_motion", "largest_face", "first_face"]
-
-
-def _workspace_tools() -> Any:
-    """`benchmarks/pipeline.py` builds the workspace; loaded by path (its name shadows the package)."""
-    spec = importlib.util.spec_from_file_location("bench_pipeline", PROJECT / "benchmarks" / "pipeline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+DEFAULT_METHODS = ["auto", "lipsyncnet", "mouth_motion", "fused", "largest_face", "first_face"]
 
 
 def speaker_agreement(workdir: Path) -> dict[str, Any]:
@@ -49,13 +40,6 @@ def speaker_agreement(workdir: Path) -> dict[str, Any]:
             "print(json.dumps({**truth_agreement(c), 'reasons': c.reason.value_counts().to_dict()}))")
     out = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def set_method(workdir: Path, method: str) -> None:
-    params_file = workdir / "params.yaml"
-    params = yaml.safe_load(params_file.read_text())
-    params["speaker"]["method"] = method
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def model_scores(workdir: Path, model: str) -> dict[str, Any]:
@@ -79,23 +63,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
     parser.add_argument("--model", default="visual_gru", help="a key of params.models to train on each front end")
-    parser.add_argument("--workdir", default=None, help="workspace to create (default: a temporary folder)")
+    parser.add_argument("--workdir", default=None,
+                        help="workspace to create or reuse (default: a temporary folder); DVC reruns what is stale")
     parser.add_argument("--set", action="append", default=[], help="params override, e.g. train.seeds=[0,1]")
     parser.add_argument("--out", default=str(PROJECT / "benchmarks" / "results"))
     options = parser.parse_args()
-    tools = _workspace_tools()
     workdir = Path(options.workdir or tempfile.mkdtemp(prefix="merc-speaker-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    tools.prepare_workspace(workdir, options.set)
-    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params = prepare_workspace(workdir, options.set)
     if options.model not in params["models"]:
         parser.error(f"--model {options.model!r} is not in params.models ({', '.join(params['models'])})")
     origin = provenance(params)  # as of the start; each method then edits speaker.method in the workspace
 
     rows = []
     for method in options.methods:
-        set_method(workdir, method)
-        seconds, _, output = tools.run_measured(["dvc", "repro", f"evaluate@{options.model}"], workdir)
+        edited = {**params, "speaker": {**params["speaker"], "method": method}}
+        write_params(workdir, edited, f"speaker.method={method}")
+        seconds, _, output, _ = run_measured(["dvc", "repro", f"evaluate@{options.model}"], workdir)
         reran = sorted(set(line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")))
         row = {"method": method, **speaker_agreement(workdir), **model_scores(workdir, options.model),
                "seconds": round(seconds, 1), "stages_run": reran}

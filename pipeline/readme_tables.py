@@ -366,17 +366,18 @@ def ablations(results: Path) -> str:
     lines = ["| family | row | test W-F1 | dev W-F1 | note |", "|---|---|---|---|---|"]
     for row in report["results"]:
         scores = row.get("scores") or {}
-        note = "" if row["status"] == "ok" else row["status"].replace("|", "\\|")
+        note = "" if row["status"] == "ok" else row["status"]
+        if row.get("experiment"):
+            note = f"`{row['experiment']}` reran {', '.join(row.get('stages_run') or [])}. {note}".strip()
+        note = note.replace("|", "\\|")
         lines.append(f"| {row['family']} | {row['row']} | {_pm(scores.get('test_weighted_f1'))} | "
                      f"{_pm(scores.get('dev_weighted_f1'))} | {note} |")
         if "text_model_scores" in row:
             text = row["text_model_scores"]
             lines.append(f"| {row['family']} | {row['row']}: its refined text model | "
                          f"{_pm(text['test_weighted_f1'])} | {_pm(text['dev_weighted_f1'])} |  |")
-    reruns = "".join(f"; {', '.join(run.get('families', []))} rerun: {_run(run)}: `{run['command']}`"
-                     for run in report.get("runs", []))
     lines += ["", f"Mean ± std over seeds {', '.join(map(str, report['seeds']))}. "
-                  f"Source: {_provenance(report, ABLATIONS_RESULTS)}{reruns}"]
+                  f"Source: {_provenance(report, ABLATIONS_RESULTS)}"]
     return "\n".join(lines)
 
 

@@ -1,0 +1,134 @@
+"""A git + DVC copy of the project in which a benchmark runs the real stages through `dvc repro`.
+
+Benchmarks never touch your checkout: they copy the code and `params.yaml` into a workspace, apply
+their params edits there, let `python -m pipeline.dag` rewrite `dvc.yaml` for what the edited params
+read, and commit. A workspace can be reused (`--workdir` of an earlier run): the code is copied
+afresh and DVC decides what is stale, so a second benchmark on the same workspace only pays for what
+its edits change.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import psutil
+import yaml
+
+PROJECT = Path(__file__).resolve().parents[1]
+CODE = ["pipeline", "extractors", "models", "flows", "params.yaml", "dvc.yaml", ".dvcignore"]
+
+
+def env(**extra: str) -> dict[str, str]:
+    """The environment of every workspace command: plain orchestration, offline hubs, this interpreter first."""
+    variables = {**os.environ, "PIPELINE_ORCHESTRATOR": "plain", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                 "DVC_NO_ANALYTICS": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    variables.pop("PREFECT_API_URL", None)
+    variables.update(extra)
+    return variables
+
+
+def apply_overrides(params: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """`params` with each `dotted.key=yaml value` set (missing parents are created)."""
+    for item in overrides:
+        key, _, value = item.partition("=")
+        node = params
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return params
+
+
+def prepare_workspace(workdir: Path, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """Copy the project's code and params into `workdir` (fresh or reused), apply `overrides`, commit.
+
+    Returns the params the workspace now holds.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name in CODE:
+        source, target = PROJECT / name, workdir / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, target)
+    params = apply_overrides(yaml.safe_load((workdir / "params.yaml").read_text()), overrides)
+    if not (workdir / ".git").exists():
+        for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "bench@localhost"],
+                    ["git", "config", "user.name", "bench"], ["dvc", "init", "-q"],
+                    ["dvc", "config", "core.analytics", "false"]):
+            subprocess.run(cmd, cwd=workdir, check=True, env=env())
+    write_params(workdir, params, "workspace from the project")
+    return params
+
+
+def read_params(workdir: Path) -> dict[str, Any]:
+    return yaml.safe_load((Path(workdir) / "params.yaml").read_text())
+
+
+def write_params(workdir: Path, params: Mapping[str, Any], message: str = "params") -> None:
+    """Write `params.yaml`, rewrite `dvc.yaml` for what the params read, commit (DVC's experiments need a commit)."""
+    (Path(workdir) / "params.yaml").write_text(yaml.safe_dump(dict(params), sort_keys=False))
+    subprocess.run([sys.executable, "-m", "pipeline.dag"], cwd=workdir, check=True, env=env(), capture_output=True)
+    for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", message, "--allow-empty"]):
+        subprocess.run(cmd, cwd=workdir, check=True, env=env(), capture_output=True)
+
+
+def stage_order(workdir: Path) -> list[str]:
+    """Every stage of the workspace's `dvc.yaml` in dependency order (foreach items expanded)."""
+    code = "from flows.pipeline import stage_order; print('\\n'.join(stage_order('.')))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=env(), capture_output=True, text=True,
+                         check=True)
+    return [line for line in out.stdout.splitlines() if line.strip()]
+
+
+class Measured(NamedTuple):
+    seconds: float
+    peak_rss_mib: float  # summed over the command's process tree
+    output: str  # stdout and stderr together
+    returncode: int
+
+
+def run_measured(cmd: list[str], cwd: Path, check: bool = True) -> Measured:
+    """Wall seconds, peak memory and output of one command; with `check`, a non-zero exit raises with its tail."""
+    started = time.perf_counter()
+    process = subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    root = psutil.Process(process.pid)
+    peak = 0
+    chunks: list[str] = []
+    reader = _drain(process, chunks)
+    while process.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.1)
+    reader.join()
+    output = "".join(chunks)
+    if check and process.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{output[-4000:]}")
+    return Measured(time.perf_counter() - started, peak / 2**20, output, process.returncode)
+
+
+def _drain(process: subprocess.Popen, chunks: list[str]):
+    """Read the command's output as it comes, so a chatty stage never blocks on a full pipe."""
+    import threading
+
+    def read() -> None:
+        for line in process.stdout:
+            chunks.append(line)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
