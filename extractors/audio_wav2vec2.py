@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -40,7 +41,7 @@ from extractors.base import (
     str_option,
     torch_dtype,
 )
-from extractors.hf import auto_model, hidden_layers, load_offline, source_fingerprint
+from extractors.hf import auto_model, hidden_layers, load_offline, source_paths
 
 
 @dataclass
@@ -92,8 +93,8 @@ class Wav2Vec2Extractor(Extractor):
         dtype_option(self.config)
         sequence_options(self.config)
 
-    def weights_fingerprint(self) -> dict[str, str]:
-        return source_fingerprint(self.config["model"])
+    def weight_paths(self) -> dict[str, Path]:
+        return source_paths(self.config["model"])
 
     # -- loading -----------------------------------------------------------------------------
 

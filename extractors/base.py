@@ -8,7 +8,6 @@ the pipeline: the stage owns files, caching and failure records; the extractor o
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import warnings
@@ -118,11 +117,12 @@ class Extractor(ABC):
             k: v for k, v in self.config.items()
             if k not in self.runtime_options and not (k in self.implicit_defaults and v == self.options.get(k))
         }
-        return {"modality": self.modality, "name": self.name, **body, **self.weights_fingerprint()}
+        return {"modality": self.modality, "name": self.name, **body}
 
-    def weights_fingerprint(self) -> dict[str, str]:
-        """Content fingerprints of local weight files, so retrained weights at the same path are not
-        mistaken for the old ones by caches (hub ids name immutable snapshots and need none)."""
+    def weight_paths(self) -> dict[str, Path]:
+        """Local files or folders the weights are read from, by name. Whoever caches this extractor's
+        outputs hashes their full content with them, so weights retrained in place are not mistaken
+        for the old ones (hub ids name immutable snapshots and need none)."""
         return {}
 
     @property
@@ -344,30 +344,6 @@ def cap_sequence(sequence: np.ndarray, max_length: int) -> np.ndarray:
         return sequence
     edges = np.linspace(0, len(sequence), num=max_length + 1).round().astype(int)
     return np.stack([sequence[a:b].mean(axis=0) for a, b in zip(edges[:-1], edges[1:])]).astype(np.float32)
-
-
-def file_fingerprint(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Size plus the first and last MiB: cheap on GB-sized weights, changes when they change."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    size = path.stat().st_size
-    digest.update(str(size).encode())
-    with path.open("rb") as handle:
-        digest.update(handle.read(chunk))
-        if size > 2 * chunk:
-            handle.seek(-chunk, 2)
-            digest.update(handle.read(chunk))
-    return digest.hexdigest()[:16]
-
-
-def folder_fingerprint(folder: str | Path) -> str:
-    """Fingerprint of every file under a model folder (names and contents)."""
-    folder = Path(folder)
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(folder)).encode())
-        digest.update(file_fingerprint(path).encode())
-    return digest.hexdigest()[:16]
 
 
 # -- process-wide model cache --------------------------------------------------------------------

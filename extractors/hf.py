@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from extractors.base import ExtractorConfigError, folder_fingerprint
+from extractors.base import ExtractorConfigError
 
 T = TypeVar("T")
 
@@ -22,10 +22,10 @@ def local_folder(source: str) -> Path | None:
     return path if path.is_dir() else None
 
 
-def source_fingerprint(source: str | None) -> dict[str, str]:
-    """`{"model_files": <hash>}` for a local folder (retraining in place changes it), else nothing."""
+def source_paths(source: str | None) -> dict[str, Path]:
+    """`{"model_files": folder}` for a local folder (its content keys the caches), else nothing for a hub id."""
     folder = local_folder(source) if source else None
-    return {"model_files": folder_fingerprint(folder)} if folder is not None else {}
+    return {"model_files": folder} if folder is not None else {}
 
 
 def load_offline(load: Callable[[str], T], source: str, field: str = "model", what: str = "model") -> T:

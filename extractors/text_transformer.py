@@ -24,6 +24,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -46,7 +47,7 @@ from extractors.base import (
     str_option,
     torch_dtype,
 )
-from extractors.hf import auto_model, load_offline, source_fingerprint
+from extractors.hf import auto_model, load_offline, source_paths
 
 POOLINGS = ("cls", "mean", "last4_mean", "prompt_mask")
 _NO_LIMIT = 100_000  # tokenizers saved without a max length report ~1e30
@@ -166,8 +167,8 @@ class TransformerTextExtractor(Extractor):
             raise ExtractorConfigError("model", "no model configured")
         return str(source)
 
-    def weights_fingerprint(self) -> dict[str, str]:
-        return source_fingerprint(self.config["model"])
+    def weight_paths(self) -> dict[str, Path]:
+        return source_paths(self.config["model"])
 
     # -- loading -----------------------------------------------------------------------------
 

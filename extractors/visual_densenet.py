@@ -26,7 +26,6 @@ from extractors.base import (
     check_frames,
     device_option,
     dtype_option,
-    file_fingerprint,
     int_option,
     resolve_device,
     sequence_options,
@@ -115,9 +114,9 @@ class DenseNetExtractor(Extractor):
     def frame_budget(self) -> int:
         return int(self.config["frames"])
 
-    def weights_fingerprint(self) -> dict[str, str]:
+    def weight_paths(self) -> dict[str, Path]:
         weights = self.config["weights"]
-        return {"weights_file": file_fingerprint(weights)} if weights else {}
+        return {"weights_file": Path(weights)} if weights else {}
 
     # -- loading -----------------------------------------------------------------------------
 

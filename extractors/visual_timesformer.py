@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -33,7 +34,7 @@ from extractors.base import (
     torch_dtype,
     visual_input_option,
 )
-from extractors.hf import auto_model, load_offline, source_fingerprint
+from extractors.hf import auto_model, load_offline, source_paths
 
 DEFAULT_MEAN = (0.45, 0.45, 0.45)
 DEFAULT_STD = (0.225, 0.225, 0.225)
@@ -83,8 +84,8 @@ class TimesformerExtractor(Extractor):
         dtype_option(self.config)
         sequence_options(self.config)
 
-    def weights_fingerprint(self) -> dict[str, str]:
-        return source_fingerprint(self.config["model"])
+    def weight_paths(self) -> dict[str, Path]:
+        return source_paths(self.config["model"])
 
     @property
     def frame_budget(self) -> int:

@@ -94,3 +94,15 @@ def _store(key: _Key, digest: str) -> None:
             connection.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?)", (*key, digest))
     except (sqlite3.Error, OSError):
         pass
+
+
+def tree_hash(path: str | Path) -> str:
+    """`file_hash` of a file; of a folder, sha256 over its files' sorted `relative-path hash` lines,
+    so adding, removing, renaming or editing any file under it changes the result."""
+    path = Path(path)
+    if path.is_file():
+        return file_hash(path)
+    digest = hashlib.sha256()
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{item.relative_to(path).as_posix()} {file_hash(item)}\n".encode())
+    return digest.hexdigest()

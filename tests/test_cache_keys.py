@@ -125,6 +125,28 @@ def test_one_byte_changed_in_the_middle_of_a_large_file_changes_its_hash(tmp_pat
     assert file_hash(path) != before
 
 
+def test_weights_retrained_in_place_change_the_extractors_identity(tmp_path):
+    """A one-byte change deep inside a local weight file (or a file added to a model folder) is a new cache key."""
+    from extractors import build_extractor
+    from pipeline.extractor_identity import extractor_identity
+
+    weights = tmp_path / "densenet.pt"
+    data = bytearray(np.random.default_rng(0).integers(0, 256, 5 << 20, dtype=np.uint8).tobytes())
+    weights.write_bytes(bytes(data))
+    before = extractor_identity(build_extractor({"name": "densenet", "weights": str(weights)}))
+    data[len(data) // 2] ^= 1
+    weights.write_bytes(bytes(data))
+    after = extractor_identity(build_extractor({"name": "densenet", "weights": str(weights)}))
+    assert before["weights_file"] != after["weights_file"] and before["weights"] == after["weights"]
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    first = file_hash_module.tree_hash(folder)
+    (folder / "extra.bin").write_bytes(b"x")
+    assert file_hash_module.tree_hash(folder) != first
+
+
 def test_large_files_are_hashed_once_across_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(file_hash_module, "REMEMBER_ON_DISK", 1 << 20)

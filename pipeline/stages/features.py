@@ -44,6 +44,7 @@ from pipeline import paths
 from pipeline.cache import PartCache, stable_hash
 from pipeline.code_fingerprint import code_fingerprint
 from pipeline.config import ConfigError, section
+from pipeline.extractor_identity import extractor_identity
 from pipeline.file_hash import file_hash
 from pipeline.item_guard import guarded
 from pipeline.ledger import Failure, write_stage_ledger
@@ -213,7 +214,7 @@ class ChunkWorker:
         self.stage = stage_name(feature_key)
         self.extractor = extractor
         self.crops = crops
-        self.cache = PartCache(self.stage, extractor.output_config(), extractor_code(extractor))
+        self.cache = PartCache(self.stage, extractor_identity(extractor), extractor_code(extractor))
 
     def fingerprint(self, chunk: Chunk) -> list[Any]:
         consumes = self.extractor.consumes
@@ -410,7 +411,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
         "modality": extractor.modality,
         "consumes": extractor.consumes,
         "config": {"modality": extractor.modality, "name": extractor.name, **extractor.config},
-        "config_hash": stable_hash(extractor.output_config()),
+        "config_hash": stable_hash(extractor_identity(extractor)),
         "dim": extractor.dim,
         "sequence": {"dim": extractor.sequence_dim, "max_length": extractor.config.get("max_sequence")}
         if extractor.wants_sequence else None,

@@ -35,6 +35,7 @@ from pipeline import paths
 from pipeline.cache import stable_hash
 from pipeline.code_fingerprint import code_fingerprint
 from pipeline.config import ConfigError, section
+from pipeline.extractor_identity import extractor_identity
 from pipeline.manifest import read_manifest
 from pipeline.runner import Runner
 from pipeline.stages.features import text_items
@@ -339,7 +340,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     train, dev = splits["train"], splits["dev"]
     steps = cfg.epochs * math.ceil(len(train.utt_ids) / cfg.batch_size)
     trainee = make_trainee(extractor, cfg, len(labels), steps)
-    encoder_config = {"modality": "text", **extractor.output_config()}
+    encoder_config = {"modality": "text", **extractor_identity(extractor)}
     key = stable_hash({"encoder": encoder_config, "train": asdict(cfg) | {"device": None}, "labels": labels,
                        "data": data_fingerprint(splits),
                        "code": code_fingerprint(__name__, type(extractor).__module__)}, 24)
