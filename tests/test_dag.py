@@ -162,3 +162,18 @@ def test_first_face_needs_no_lipsync_training(bare_workspace):
         params_file.write_text(committed[0])
         dvc_file.write_text(committed[1])
     assert {"cut", "faces"} <= upstream and "lipsync_train" not in upstream, upstream
+
+
+def test_the_demo_corpus_stage_depends_on_every_module_its_renderer_reads():
+    """The rendered corpus records a fingerprint of its code; an edit DVC did not see would make
+    `prepare` refuse the corpus while `dvc repro` believes it current."""
+    import importlib.util
+
+    from pipeline.code_fingerprint import module_closure
+    from pipeline.datasets.demo import RENDERER_MODULES
+
+    deps = yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"]["demo_corpus"]["deps"]
+    modules = module_closure("pipeline.datasets.demo", *RENDERER_MODULES)
+    files = {Path(importlib.util.find_spec(m).origin).relative_to(PROJECT).as_posix() for m in modules}
+    missing = sorted(f for f in files if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps))
+    assert missing == []
