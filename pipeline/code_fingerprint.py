@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = frozenset({"pipeline", "models", "extractors", "flows"})
+PACKAGES = frozenset({"core", "pipeline", "models", "extractors", "flows"})
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ from typing import Any
 
 import yaml
 
+from core.config import ConfigError
 
-class ConfigError(ValueError):
-    """A configuration value is missing or not allowed; the message names the key."""
+__all__ = ["ConfigError", "choice", "load_params", "positive", "section"]
 
 
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Small shared pieces that `pipeline/`, `extractors/` and `models/` all use; imports nothing from them."""
