@@ -160,7 +160,7 @@ def child_demo(spec: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(int(spec["threads"]))
     config = dict(spec["config"])
-    if "batch_size" in build_extractor({"name": config["name"]}).options:
+    if "batch_size" in build_extractor({"name": config["name"]}).config:
         config["batch_size"] = spec["batch_size"]
     extractor = build_extractor(config)
     started = time.perf_counter()

@@ -11,21 +11,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from extractors.base import (
-    BadInput,
-    Extractor,
-    ExtractorConfigError,
-    WaveformItem,
-    cached_model,
-    cap_sequence,
-    check_waveform,
-    choice_option,
-    sequence_options,
-)
+from core.config import ConfigError, setting
+from extractors.base import BadInput, Extractor, WaveformItem, cached_model, cap_sequence, check_waveform
 
 FEATURE_SETS = ("eGeMAPSv02", "ComParE_2016", "IS09", "IS10")
 LEVELS = ("functionals", "lld")
@@ -35,28 +27,27 @@ LEVELS = ("functionals", "lld")
 warnings.filterwarnings("ignore", message="Segment too short", category=UserWarning)
 
 
+@dataclass(frozen=True)
+class OpenSmileConfig:
+    feature_set: str = setting("eGeMAPSv02", choices=FEATURE_SETS)
+    level: str = setting("functionals", choices=LEVELS)
+    sequence: bool = setting(False, omit_default=True)
+    max_sequence: int = setting(1000, min=1, omit_default=True)
+
+    def __post_init__(self) -> None:
+        if self.sequence and self.level != "lld":
+            raise ConfigError.at("sequence", "needs level: lld (functionals are one vector per utterance)")
+
+
 class OpenSmileExtractor(Extractor):
     name = "opensmile"
     modality = "audio"
     consumes = "waveform"
-    options: ClassVar[dict[str, Any]] = {
-        "feature_set": "eGeMAPSv02",
-        "level": "functionals",
-        "sequence": False,
-        "max_sequence": 1000,
-    }
-    implicit_defaults = ("sequence", "max_sequence")
-
-    def configure(self) -> None:
-        choice_option(self.config, "feature_set", FEATURE_SETS)
-        level = choice_option(self.config, "level", LEVELS)
-        sequence_options(self.config)
-        if self.config["sequence"] and level != "lld":
-            raise ExtractorConfigError("sequence", "needs level: lld (functionals are one vector per utterance)")
+    Config = OpenSmileConfig
 
     def _smile(self) -> Any:
         """One configured `opensmile.Smile` per process; each call runs its own SMILE instance."""
-        feature_set, level = self.config["feature_set"], self.config["level"]
+        feature_set, level = self.settings.feature_set, self.settings.level
 
         def load() -> Any:
             import opensmile
@@ -77,7 +68,7 @@ class OpenSmileExtractor(Extractor):
     @property
     def dim(self) -> int:
         names = len(self._smile().feature_names)
-        return names if self.config["level"] == "functionals" else 2 * names
+        return names if self.settings.level == "functionals" else 2 * names
 
     @property
     def sequence_dim(self) -> int:
@@ -95,7 +86,7 @@ class OpenSmileExtractor(Extractor):
         for row, item in enumerate(items):
             self.check(item)
             out[row], frames = self._one(item)
-            sequences.append(cap_sequence(frames, int(self.config["max_sequence"])))
+            sequences.append(cap_sequence(frames, int(self.settings.max_sequence)))
         return out, (sequences if self.wants_sequence else None)
 
     def _one(self, item: WaveformItem) -> tuple[np.ndarray, np.ndarray]:
@@ -106,10 +97,10 @@ class OpenSmileExtractor(Extractor):
         seconds = signal.size / item.sample_rate
         if frames.size == 0 or not np.isfinite(frames).all(axis=1).any():
             raise BadInput(
-                f"{item.utt_id}: audio too short for OpenSMILE {self.config['feature_set']} ({seconds:.3f} s)"
+                f"{item.utt_id}: audio too short for OpenSMILE {self.settings.feature_set} ({seconds:.3f} s)"
             )
         frames = frames[np.isfinite(frames).all(axis=1)]
-        if self.config["level"] == "functionals":
+        if self.settings.level == "functionals":
             vector = frames[0]
         else:
             vector = np.concatenate([frames.mean(axis=0), frames.std(axis=0)])

@@ -18,11 +18,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
+from core.config import ConfigError, setting
 from extractors.base import (
+    DTYPES,
     BadInput,
     Extractor,
     ExtractorConfigError,
@@ -30,15 +32,9 @@ from extractors.base import (
     cached_model,
     cap_sequence,
     check_waveform,
-    device_option,
-    dtype_option,
-    float_option,
-    int_list_option,
-    int_option,
+    device_setting,
     length_batches,
     resolve_device,
-    sequence_options,
-    str_option,
     torch_dtype,
 )
 from extractors.hf import auto_model, hidden_layers, load_offline, source_paths
@@ -55,46 +51,46 @@ class _Speech:
     layers: int
 
 
+@dataclass(frozen=True)
+class Wav2Vec2Config:
+    model: str = setting("facebook/wav2vec2-large-robust", non_empty=True)
+    layer: int | list[int] = setting(-1, non_empty=True)
+    layer_weights: Any = None  # null or one non-negative weight per layer: checked with `layer` below
+    chunk_seconds: float = setting(30.0, above=0.5)
+    batch_size: int = setting(8, min=1, runtime=True)
+    batch_seconds: float = setting(160.0, above=0.0, runtime=True)
+    device: str = device_setting()
+    dtype: str = setting("float32", choices=DTYPES)
+    sequence: bool = False
+    max_sequence: int = setting(500, min=1)
+
+    def __post_init__(self) -> None:
+        weights = self.layer_weights
+        if weights is None:
+            return
+        valid = isinstance(weights, list) and all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights
+        )
+        if not valid or len(weights) != len(self.layers) or sum(weights) <= 0:
+            raise ConfigError.at(
+                "layer_weights",
+                f"must be null or {len(self.layers)} non-negative numbers (one per layer), got {weights!r}",
+            )
+
+    @property
+    def layers(self) -> list[int]:
+        """`layer` as a list (one integer or several)."""
+        return list(self.layer) if isinstance(self.layer, list) else [self.layer]
+
+
 class Wav2Vec2Extractor(Extractor):
     name = "wav2vec2"
     modality = "audio"
     consumes = "waveform"
-    options: ClassVar[dict[str, Any]] = {
-        "model": "facebook/wav2vec2-large-robust",
-        "layer": -1,
-        "layer_weights": None,
-        "chunk_seconds": 30.0,
-        "batch_size": 8,
-        "batch_seconds": 160.0,
-        "device": "auto",
-        "dtype": "float32",
-        "sequence": False,
-        "max_sequence": 500,
-    }
-    runtime_options = ("batch_size", "batch_seconds", "device")
-
-    def configure(self) -> None:
-        str_option(self.config, "model", allow_none=False)
-        layers = int_list_option(self.config, "layer")
-        weights = self.config["layer_weights"]
-        if weights is not None:
-            valid = isinstance(weights, list) and all(
-                isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights
-            )
-            if not valid or len(weights) != len(layers) or sum(weights) <= 0:
-                raise ExtractorConfigError(
-                    "layer_weights",
-                    f"must be null or {len(layers)} non-negative numbers (one per layer), got {weights!r}",
-                )
-        float_option(self.config, "chunk_seconds", minimum=0.5)
-        int_option(self.config, "batch_size", minimum=1)
-        float_option(self.config, "batch_seconds", minimum=0.0)
-        device_option(self.config)
-        dtype_option(self.config)
-        sequence_options(self.config)
+    Config = Wav2Vec2Config
 
     def weight_paths(self) -> dict[str, Path]:
-        return source_paths(self.config["model"])
+        return source_paths(self.settings.model)
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -106,11 +102,11 @@ class Wav2Vec2Extractor(Extractor):
         return self._speech().hidden
 
     def _speech(self) -> _Speech:
-        source = str(self.config["model"])
-        device = resolve_device(self.config["device"])
-        key = {"source": source, "device": device, "dtype": self.config["dtype"]}
+        source = str(self.settings.model)
+        device = resolve_device(self.settings.device)
+        key = {"source": source, "device": device, "dtype": self.settings.dtype}
         speech = cached_model("hf-speech", key, lambda: self._load(source, device))
-        for layer in int_list_option(self.config, "layer"):
+        for layer in self.settings.layers:
             if not -(speech.layers + 1) <= layer <= speech.layers:
                 raise ExtractorConfigError(
                     "layer", f"{layer} is out of range for {source!r}: it has layers 0..{speech.layers} "
@@ -131,7 +127,7 @@ class Wav2Vec2Extractor(Extractor):
             normalize = bool(getattr(processor, "do_normalize", True))
         except ExtractorConfigError:
             normalize = True  # the wav2vec2 default when a folder has no preprocessor_config.json
-        dtype = torch_dtype(self.config["dtype"], device)
+        dtype = torch_dtype(self.settings.dtype, device)
         model.eval().to(device=device, dtype=dtype)
         return _Speech(model=model, device=device, dtype=dtype, normalize=normalize, uses_mask=layer_norm,
                        hidden=int(model.config.hidden_size), layers=hidden_layers(model))
@@ -153,7 +149,7 @@ class Wav2Vec2Extractor(Extractor):
 
     def chunks(self, samples: np.ndarray) -> list[np.ndarray]:
         """Equal chunks no longer than `chunk_seconds` (equal, so no tiny tail is left over)."""
-        limit = int(float(self.config["chunk_seconds"]) * 16_000)
+        limit = int(float(self.settings.chunk_seconds) * 16_000)
         count = -(-samples.size // limit)
         return [part for part in np.array_split(samples, count)]
 
@@ -166,10 +162,10 @@ class Wav2Vec2Extractor(Extractor):
     # -- model ---------------------------------------------------------------------------------
 
     def _layer_mix(self, outputs: Any) -> Any:
-        layers = int_list_option(self.config, "layer")
+        layers = self.settings.layers
         if layers == [-1]:
             return outputs.last_hidden_state
-        weights = self.config["layer_weights"] or [1.0] * len(layers)
+        weights = self.settings.layer_weights or [1.0] * len(layers)
         total = float(sum(weights))
         mixed = None
         for layer, weight in zip(layers, weights):
@@ -195,11 +191,11 @@ class Wav2Vec2Extractor(Extractor):
         frames: list[np.ndarray | None] = [None] * len(pieces)
         lengths = [len(samples) for _, samples in pieces]
         if speech.uses_mask:
-            budget = int(float(self.config["batch_seconds"]) * 16_000)
-            batches = length_batches(lengths, int(self.config["batch_size"]), budget)
+            budget = int(float(self.settings.batch_seconds) * 16_000)
+            batches = length_batches(lengths, int(self.settings.batch_size), budget)
         else:
             batches = [[index] for index in range(len(pieces))]
-        need_all = int_list_option(self.config, "layer") != [-1]
+        need_all = self.settings.layers != [-1]
         for batch in batches:
             width = max(lengths[i] for i in batch)
             values = torch.zeros((len(batch), width), dtype=torch.float32)
@@ -222,5 +218,5 @@ class Wav2Vec2Extractor(Extractor):
             utterance = np.concatenate([frames[i] for i, (owner, _) in enumerate(pieces) if owner == row])
             out[row] = utterance.mean(axis=0)
             if wants:
-                sequences.append(cap_sequence(utterance, int(self.config["max_sequence"])))
+                sequences.append(cap_sequence(utterance, int(self.settings.max_sequence)))
         return out, (sequences if wants else None)

@@ -12,12 +12,14 @@ import json
 import threading
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+
+from core.config import ConfigError, as_block, parse_block, recorded, setting
 
 MODALITIES = ("text", "audio", "visual")
 CONSUMES = ("text", "waveform", "face_frames", "full_frames")
@@ -25,13 +27,17 @@ SAMPLE_RATE = 16_000
 DTYPES = ("float32", "float16", "bfloat16")
 
 
-class ExtractorConfigError(ValueError):
-    """A config field is unknown or invalid; `field` names it so callers can prefix the params path."""
+class ExtractorConfigError(ConfigError):
+    """A config field is unknown or invalid; `field` names it so callers can report it under the
+    block's params path (`error.within("features.<key>")`)."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
+        super().__init__(f"{field}: {message}", field, message)
         self.field = field
         self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ExtractorConfigError, (self.field, self.message))
 
 
 class BadInput(ValueError):
@@ -70,14 +76,20 @@ class FramesItem:
 Item = TextItem | WaveformItem | FramesItem
 
 
-class Extractor(ABC):
-    """Base class: subclasses set the class attributes, `options`, `dim` and `extract`.
+@dataclass(frozen=True)
+class NoSettings:
+    """The settings of an extractor that has none."""
 
-    `options` maps every accepted config field to its default; `modality` and `name` are always
-    accepted. `runtime_options` are fields that change speed or placement but not the numbers
-    (batch size, device): they are left out of `output_config()`, so changing them reuses caches.
-    `implicit_defaults` are options added after an extractor's first release: left out of
-    `output_config()` while they hold their default, so existing caches and hashes stay valid.
+
+class Extractor(ABC):
+    """Base class: subclasses set the class attributes, `Config`, `dim` and `extract`.
+
+    `Config` is a dataclass declaring every accepted field of the params block with its default and
+    rules (`core.config.setting`); `modality` and `name` are always accepted. Fields marked `runtime`
+    change speed or placement but not the numbers (batch size, device): they are left out of
+    `output_config()`, so changing them reuses caches. Fields marked `omit_default` were added after
+    an extractor's first release: left out of `output_config()` while they hold their default, so
+    existing caches and hashes stay valid.
 
     Extractors that can also return frame- or token-level features accept `sequence: true` and
     override `extract_with_sequences`; the stage then stores a `sequence` column ([T, D] per
@@ -87,37 +99,34 @@ class Extractor(ABC):
     name: ClassVar[str]
     modality: ClassVar[str]
     consumes: ClassVar[str]
-    options: ClassVar[Mapping[str, Any]] = {}
-    runtime_options: ClassVar[tuple[str, ...]] = ()
-    implicit_defaults: ClassVar[tuple[str, ...]] = ()
+    Config: ClassVar[type] = NoSettings
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
-        self.config: dict[str, Any] = self._resolve(dict(config or {}))
-        self.configure()
+        block = dict(config or {})
+        for field, expected in (("modality", self.modality), ("name", self.name)):
+            given = block.pop(field, expected)
+            if given != expected:
+                raise ExtractorConfigError(field, f"is {given!r} but extractor {self.name!r} has {field} {expected!r}")
+        try:
+            self.settings: Any = parse_block(self.Config, block)
+        except ConfigError as error:
+            field = str(error.key)
+            if error.allowed is not None:
+                allowed = ", ".join(["modality", "name", *error.allowed])
+                raise ExtractorConfigError(field, f"unknown option for extractor {self.name!r}; allowed: {allowed}") \
+                    from None
+            raise ExtractorConfigError(field, str(error.detail)) from None
 
     # -- configuration -------------------------------------------------------------------------
 
-    def _resolve(self, config: dict[str, Any]) -> dict[str, Any]:
-        for field, expected in (("modality", self.modality), ("name", self.name)):
-            given = config.pop(field, expected)
-            if given != expected:
-                raise ExtractorConfigError(field, f"is {given!r} but extractor {self.name!r} has {field} {expected!r}")
-        unknown = sorted(set(config) - set(self.options))
-        if unknown:
-            allowed = ", ".join(["modality", "name", *self.options]) or "(none)"
-            raise ExtractorConfigError(unknown[0], f"unknown option for extractor {self.name!r}; allowed: {allowed}")
-        return {**self.options, **config}
-
-    def configure(self) -> None:  # noqa: B027 (optional hook)
-        """Validate `self.config` (raise ExtractorConfigError naming the field); no weights loaded here."""
+    @property
+    def config(self) -> dict[str, Any]:
+        """Every setting, defaults filled in (the feature file records it)."""
+        return as_block(self.settings)
 
     def output_config(self) -> dict[str, Any]:
         """The config fields that determine the output vectors (used for cache keys and hashes)."""
-        body = {
-            k: v for k, v in self.config.items()
-            if k not in self.runtime_options and not (k in self.implicit_defaults and v == self.options.get(k))
-        }
-        return {"modality": self.modality, "name": self.name, **body}
+        return {"modality": self.modality, "name": self.name, **recorded(self.settings)}
 
     def weight_paths(self) -> dict[str, Path]:
         """Local files or folders the weights are read from, by name. Whoever caches this extractor's
@@ -144,7 +153,7 @@ class Extractor(ABC):
     @property
     def wants_sequence(self) -> bool:
         """True when the block says `sequence: true` (the stage then stores the `sequence` column)."""
-        return bool(self.config.get("sequence", False))
+        return bool(getattr(self.settings, "sequence", False))
 
     # -- work ------------------------------------------------------------------------------------
 
@@ -173,80 +182,24 @@ class Extractor(ABC):
         return self.extract(items), None
 
 
-# -- option helpers: each raises ExtractorConfigError naming the field -----------------------------
+# -- settings every extractor family shares ---------------------------------------------------------
+
+VISUAL_INPUTS = {"face": "face_frames", "full_frame": "full_frames"}  # `input:` -> what is consumed
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:<index>", "mps")
 
 
-def int_option(config: Mapping[str, Any], field: str, minimum: int = 0, allow_none: bool = False) -> int | None:
-    value = config[field]
-    if value is None and allow_none:
+def device_problem(value: Any) -> str | None:
+    """What is wrong with a `device:` value (None for auto, cpu, cuda, cuda:<n>, mps)."""
+    if value in ("auto", "cpu", "cuda", "mps") or (
+        isinstance(value, str) and value.startswith("cuda:") and value[5:].isdigit()
+    ):
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        kind = f"an integer >= {minimum}" + (" or null" if allow_none else "")
-        raise ExtractorConfigError(field, f"must be {kind}, got {value!r}")
-    return value
+    return f"is {value!r}; allowed values: {', '.join(DEVICE_CHOICES)}"
 
 
-def choice_option(config: Mapping[str, Any], field: str, allowed: Iterable[str]) -> str:
-    allowed = list(allowed)
-    value = config[field]
-    if value not in allowed:
-        raise ExtractorConfigError(field, f"is {value!r}; allowed values: {', '.join(allowed)}")
-    return value
-
-
-def str_option(config: Mapping[str, Any], field: str, allow_none: bool = True) -> str | None:
-    value = config[field]
-    if value is None and allow_none:
-        return None
-    if not isinstance(value, str) or not value:
-        kind = "a non-empty string" + (" or null" if allow_none else "")
-        raise ExtractorConfigError(field, f"must be {kind}, got {value!r}")
-    return value
-
-
-def bool_option(config: Mapping[str, Any], field: str) -> bool:
-    value = config[field]
-    if not isinstance(value, bool):
-        raise ExtractorConfigError(field, f"must be true or false, got {value!r}")
-    return value
-
-
-def float_option(config: Mapping[str, Any], field: str, minimum: float = 0.0, allow_none: bool = False) -> float | None:
-    value = config[field]
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= minimum:
-        kind = f"a number > {minimum}" + (" or null" if allow_none else "")
-        raise ExtractorConfigError(field, f"must be {kind}, got {value!r}")
-    return float(value)
-
-
-def int_list_option(config: Mapping[str, Any], field: str) -> list[int]:
-    """An integer or a non-empty list of integers, returned as a list."""
-    value = config[field]
-    values = value if isinstance(value, list) else [value]
-    if not values or any(isinstance(v, bool) or not isinstance(v, int) for v in values):
-        raise ExtractorConfigError(field, f"must be an integer or a non-empty list of integers, got {value!r}")
-    return list(values)
-
-
-def dtype_option(config: Mapping[str, Any], field: str = "dtype") -> str:
-    return choice_option(config, field, DTYPES)
-
-
-def sequence_options(config: Mapping[str, Any]) -> None:
-    """Validate the shared `sequence` / `max_sequence` pair."""
-    bool_option(config, "sequence")
-    int_option(config, "max_sequence", minimum=1)
-
-
-VISUAL_INPUTS = {"face": "face_frames", "full_frame": "full_frames"}
-
-
-def visual_input_option(config: Mapping[str, Any], field: str = "input") -> str:
-    """`face` (the active speaker's crops) or `full_frame` (whole frames, for corpora without usable
-    faces); returns what the extractor then consumes."""
-    return VISUAL_INPUTS[choice_option(config, field, VISUAL_INPUTS)]
+def device_setting() -> Any:
+    """`device:` (default auto): placement only, so never part of `output_config()`."""
+    return setting("auto", check=device_problem, runtime=True)
 
 
 def check_waveform(item: WaveformItem) -> np.ndarray:
@@ -269,18 +222,6 @@ def check_frames(item: FramesItem) -> None:
         frame = np.asarray(frame)
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3 or min(frame.shape[:2]) == 0:
             raise BadInput(f"expected RGB uint8 [H, W, 3] frames, got {frame.dtype} {frame.shape}")
-
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:<index>", "mps")
-
-
-def device_option(config: Mapping[str, Any], field: str = "device") -> str:
-    value = config[field]
-    if value in ("auto", "cpu", "cuda", "mps") or (
-        isinstance(value, str) and value.startswith("cuda:") and value[5:].isdigit()
-    ):
-        return value
-    raise ExtractorConfigError(field, f"is {value!r}; allowed values: {', '.join(DEVICE_CHOICES)}")
 
 
 def resolve_device(preference: str = "auto") -> str:

@@ -22,29 +22,25 @@ folder that `model:` can point to.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from core.config import ConfigError, setting
 from extractors.base import (
+    DTYPES,
     BadInput,
     Extractor,
     ExtractorConfigError,
     TextItem,
-    bool_option,
     cached_model,
     cap_sequence,
-    choice_option,
-    device_option,
-    dtype_option,
-    int_option,
+    device_setting,
     length_batches,
     resolve_device,
-    sequence_options,
-    str_option,
     torch_dtype,
 )
 from extractors.hf import auto_model, load_offline, source_paths
@@ -110,6 +106,25 @@ class TextBatch:
     read_at: Any  # [B] long
 
 
+@dataclass(frozen=True)
+class TextEncoderConfig:
+    model: str | None = setting(None, non_empty=True)
+    pooling: str = setting("mean", choices=POOLINGS, omit_default=True)
+    normalize: bool = setting(True, omit_default=True)
+    context: int = setting(0, min=0)
+    future_context: int = setting(0, min=0, omit_default=True)
+    batch_size: int = setting(64, min=1, runtime=True)
+    max_length: int = setting(256, min=8)
+    device: str = device_setting()
+    dtype: str = setting("float32", choices=DTYPES, omit_default=True)
+    sequence: bool = setting(False, omit_default=True)
+    max_sequence: int = setting(128, min=1, omit_default=True)
+
+    def __post_init__(self) -> None:
+        if self.future_context and self.pooling != "prompt_mask":
+            raise ConfigError.at("future_context", "is only used with pooling: prompt_mask; set it to 0")
+
+
 class TransformerTextExtractor(Extractor):
     """A Hugging Face encoder; the target utterance is encoded with up to `context` previous turns."""
 
@@ -117,58 +132,33 @@ class TransformerTextExtractor(Extractor):
     consumes = "text"
     default_model: ClassVar[str | None] = None
     position_offset: ClassVar[int] = 0  # fallback when the model type is not known to offset positions
-    options: ClassVar[dict[str, Any]] = {
-        "model": None,
-        "pooling": "mean",
-        "normalize": True,
-        "context": 0,
-        "future_context": 0,
-        "batch_size": 64,
-        "max_length": 256,
-        "device": "auto",
-        "dtype": "float32",
-        "sequence": False,
-        "max_sequence": 128,
-    }
-    runtime_options = ("batch_size", "device")
-    implicit_defaults = ("pooling", "normalize", "future_context", "dtype", "sequence", "max_sequence")
+    Config = TextEncoderConfig
 
-    def configure(self) -> None:
-        str_option(self.config, "model")
-        pooling = choice_option(self.config, "pooling", POOLINGS)
-        bool_option(self.config, "normalize")
-        int_option(self.config, "context", minimum=0)
-        future = int_option(self.config, "future_context", minimum=0)
-        if future and pooling != "prompt_mask":
-            raise ExtractorConfigError("future_context", "is only used with pooling: prompt_mask; set it to 0")
-        int_option(self.config, "batch_size", minimum=1)
-        int_option(self.config, "max_length", minimum=8)
-        device_option(self.config)
-        dtype_option(self.config)
-        sequence_options(self.config)
-        if self.config["model"] is None and self.default_model is None and self.bundled_model() is None:
+    def __init__(self, config: Mapping[str, Any] | None = None) -> None:
+        super().__init__(config)
+        if self.settings.model is None and self.default_model is None and self.bundled_model() is None:
             raise ExtractorConfigError("model", f"extractor {self.name!r} has no default: name a folder or hub id")
 
     @property
     def context_turns(self) -> int:
-        return int(self.config["context"])
+        return int(self.settings.context)
 
     @property
     def future_turns(self) -> int:
-        return int(self.config["future_context"])
+        return int(self.settings.future_context)
 
     def bundled_model(self) -> str | None:
         """A model folder shipped inside an installed package, used when `model` is null."""
         return None
 
     def model_source(self) -> str:
-        source = self.config["model"] or self.default_model or self.bundled_model()
+        source = self.settings.model or self.default_model or self.bundled_model()
         if source is None:
             raise ExtractorConfigError("model", "no model configured")
         return str(source)
 
     def weight_paths(self) -> dict[str, Path]:
-        return source_paths(self.config["model"])
+        return source_paths(self.settings.model)
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -183,15 +173,15 @@ class TransformerTextExtractor(Extractor):
         """The tokenizer side only (the fine-tuning stage builds inputs with it and trains its own model)."""
         source = self.model_source()
         codec = cached_model("hf-text-codec", {"source": source}, lambda: self._load_codec(source))
-        if self.config["pooling"] == "prompt_mask" and codec.mask_id is None:
+        if self.settings.pooling == "prompt_mask" and codec.mask_id is None:
             message = f"prompt_mask needs a tokenizer with a mask token; {source!r} has none"
             raise ExtractorConfigError("pooling", message)
         return codec
 
     def _encoder(self) -> _Encoder:
         source = self.model_source()
-        device = resolve_device(self.config["device"])
-        key = {"source": source, "device": device, "dtype": self.config["dtype"]}
+        device = resolve_device(self.settings.device)
+        key = {"source": source, "device": device, "dtype": self.settings.dtype}
         codec = self.codec()  # outside the loader: the model cache lock is not re-entrant
         return cached_model("hf-text", key, lambda: self._load(source, device, codec))
 
@@ -231,7 +221,7 @@ class TransformerTextExtractor(Extractor):
 
     def _load(self, source: str, device: str, codec: TextCodec) -> _Encoder:
         model = auto_model(source)
-        model.eval().to(device=device, dtype=torch_dtype(self.config["dtype"], device))
+        model.eval().to(device=device, dtype=torch_dtype(self.settings.dtype, device))
         return _Encoder(codec=codec, model=model, device=device, hidden=int(model.config.hidden_size))
 
     # -- inputs --------------------------------------------------------------------------------
@@ -247,7 +237,7 @@ class TransformerTextExtractor(Extractor):
 
     def target_text(self, item: TextItem) -> str:
         """With context the target carries its speaker too, so the model can relate it to earlier turns."""
-        with_speaker = self.context_turns or self.future_turns or self.config["pooling"] == "prompt_mask"
+        with_speaker = self.context_turns or self.future_turns or self.settings.pooling == "prompt_mask"
         return self.format_turn(item.speaker, item.text) if with_speaker else item.text.strip()
 
     def context_text(self, item: TextItem, sep_token: str) -> str:
@@ -256,10 +246,10 @@ class TransformerTextExtractor(Extractor):
 
     def encode(self, item: TextItem) -> _Encoded:
         """Token ids with special tokens; the context is cut from the left so the target stays whole."""
-        if self.config["pooling"] == "prompt_mask":
+        if self.settings.pooling == "prompt_mask":
             return self.encode_prompt(item)
         codec = self.codec()
-        max_length = min(int(self.config["max_length"]), codec.model_limit)
+        max_length = min(int(self.settings.max_length), codec.model_limit)
         processor = codec.backend.post_processor
         specials_single = processor.num_special_tokens_to_add(False) if processor else 0
         specials_pair = processor.num_special_tokens_to_add(True) if processor else 1
@@ -298,7 +288,7 @@ class TransformerTextExtractor(Extractor):
         utterances only, while it fits; a side stops at its first utterance that does not fit.
         """
         codec = self.codec()
-        limit = min(int(self.config["max_length"]), codec.model_limit)
+        limit = min(int(self.settings.max_length), codec.model_limit)
         head = [codec.cls_id] if codec.cls_id is not None else []
         sep = [codec.sep_id] if codec.sep_id is not None else []
         tail = codec.tokens(self.prompt_text(item)) + [codec.mask_id]
@@ -364,14 +354,14 @@ class TransformerTextExtractor(Extractor):
         return TextBatch(inputs=inputs, target=target.to(device), read_at=read_at)
 
     def run_model(self, model: Any, batch: TextBatch) -> Any:
-        return model(**batch.inputs, output_hidden_states=self.config["pooling"] == "last4_mean")
+        return model(**batch.inputs, output_hidden_states=self.settings.pooling == "last4_mean")
 
     def pool_outputs(self, outputs: Any, batch: TextBatch) -> Any:
         """[B, D] pooled states, differentiable (the fine-tuning stage trains through it)."""
         import torch
         import torch.nn.functional as F
 
-        pooling = self.config["pooling"]
+        pooling = self.settings.pooling
         hidden = outputs.last_hidden_state
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         if pooling in ("cls", "prompt_mask"):
@@ -407,20 +397,34 @@ class TransformerTextExtractor(Extractor):
         encoded = [self.encode(item) for item in items]
         out = np.zeros((len(items), enc.hidden), dtype=np.float32)
         sequences: list[np.ndarray] = [np.zeros((0, enc.hidden), np.float32)] * len(items)
-        for rows in length_batches([len(e.ids) for e in encoded], int(self.config["batch_size"])):
+        for rows in length_batches([len(e.ids) for e in encoded], int(self.settings.batch_size)):
             batch = self.collate([encoded[r] for r in rows], enc.device)
             with torch.inference_mode():
                 outputs = self.run_model(enc.model, batch)
                 pooled = self.pool_outputs(outputs, batch).float()
-                if self.config["normalize"]:
+                if self.settings.normalize:
                     pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
             out[rows] = pooled.cpu().numpy()
             if wants:
                 hidden = outputs.last_hidden_state.float().cpu().numpy()
                 target = batch.target.cpu().numpy().astype(bool)
                 for k, row in enumerate(rows):
-                    sequences[row] = cap_sequence(hidden[k][target[k]], int(self.config["max_sequence"]))
+                    sequences[row] = cap_sequence(hidden[k][target[k]], int(self.settings.max_sequence))
         return out, (sequences if wants else None)
+
+
+@dataclass(frozen=True)
+class RobertaConfig(TextEncoderConfig):
+    """A newer extractor than MiniLM: every field is part of its output config, and other defaults."""
+
+    pooling: str = setting("cls", choices=POOLINGS)
+    normalize: bool = False
+    future_context: int = setting(0, min=0)
+    batch_size: int = setting(16, min=1, runtime=True)
+    max_length: int = setting(512, min=8)
+    dtype: str = setting("float32", choices=DTYPES)
+    sequence: bool = False
+    max_sequence: int = setting(128, min=1)
 
 
 class RobertaExtractor(TransformerTextExtractor):
@@ -428,11 +432,4 @@ class RobertaExtractor(TransformerTextExtractor):
 
     name = "roberta"
     default_model = "FacebookAI/roberta-large"
-    options: ClassVar[dict[str, Any]] = {
-        **TransformerTextExtractor.options,
-        "pooling": "cls",
-        "normalize": False,
-        "max_length": 512,
-        "batch_size": 16,
-    }
-    implicit_defaults = ()  # a new extractor: every option is part of its hash
+    Config = RobertaConfig

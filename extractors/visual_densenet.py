@@ -12,26 +12,25 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
+from core.config import problem, setting
 from extractors.base import (
+    DTYPES,
+    VISUAL_INPUTS,
     Extractor,
     ExtractorConfigError,
     FramesItem,
     cached_model,
     cap_sequence,
     check_frames,
-    device_option,
-    dtype_option,
-    int_option,
+    device_setting,
     resolve_device,
-    sequence_options,
-    str_option,
     torch_dtype,
-    visual_input_option,
 )
 
 FEATURE_DIM = 1024
@@ -72,50 +71,48 @@ def read_state_dict(path: str) -> dict[str, Any]:
     return clean
 
 
+def _weights_problem(value: Any) -> str | None:
+    """`weights:` is null or an existing state-dict file."""
+    wrong = problem(value, str | None, {"non_empty": True})
+    if wrong is None and value is not None and not Path(value).is_file():
+        return f"state-dict file {value!r} not found"
+    return wrong
+
+
+@dataclass(frozen=True)
+class DenseNetConfig:
+    weights: str | None = setting(None, check=_weights_problem)
+    seed: int = setting(0, min=0)
+    image_size: int = setting(112, min=32)
+    frames: int = setting(8, min=1)
+    batch_size: int = setting(32, min=1, runtime=True)
+    project_to: int | None = setting(None, min=1)
+    device: str = device_setting()
+    input: str = setting("face", choices=tuple(VISUAL_INPUTS), omit_default=True)
+    dtype: str = setting("float32", choices=DTYPES, omit_default=True)
+    sequence: bool = setting(False, omit_default=True)
+    max_sequence: int = setting(64, min=1, omit_default=True)
+
+
 class DenseNetExtractor(Extractor):
     name = "densenet"
     modality = "visual"
-    consumes = "face_frames"
-    options: ClassVar[dict[str, Any]] = {
-        "weights": None,
-        "seed": 0,
-        "image_size": 112,
-        "frames": 8,
-        "batch_size": 32,
-        "project_to": None,
-        "device": "auto",
-        "input": "face",
-        "dtype": "float32",
-        "sequence": False,
-        "max_sequence": 64,
-    }
-    runtime_options = ("batch_size", "device")
-    implicit_defaults = ("input", "dtype", "sequence", "max_sequence")
+    Config = DenseNetConfig
 
-    def configure(self) -> None:
-        weights = str_option(self.config, "weights")
-        if weights is not None and not Path(weights).is_file():
-            raise ExtractorConfigError("weights", f"state-dict file {weights!r} not found")
-        int_option(self.config, "seed", minimum=0)
-        int_option(self.config, "image_size", minimum=32)
-        int_option(self.config, "frames", minimum=1)
-        int_option(self.config, "batch_size", minimum=1)
-        int_option(self.config, "project_to", minimum=1, allow_none=True)
-        device_option(self.config)
-        self.consumes = visual_input_option(self.config)
-        dtype_option(self.config)
-        sequence_options(self.config)
+    @property
+    def consumes(self) -> str:  # type: ignore[override]
+        return VISUAL_INPUTS[self.settings.input]
 
     @property
     def dim(self) -> int:
-        return int(self.config["project_to"] or FEATURE_DIM)
+        return int(self.settings.project_to or FEATURE_DIM)
 
     @property
     def frame_budget(self) -> int:
-        return int(self.config["frames"])
+        return int(self.settings.frames)
 
     def weight_paths(self) -> dict[str, Path]:
-        weights = self.config["weights"]
+        weights = self.settings.weights
         return {"weights_file": Path(weights)} if weights else {}
 
     # -- loading -----------------------------------------------------------------------------
@@ -124,11 +121,11 @@ class DenseNetExtractor(Extractor):
         self._network()
 
     def _network(self) -> tuple[Any, str]:
-        weights, seed = self.config["weights"], int(self.config["seed"])
-        device = resolve_device(self.config["device"])
+        weights, seed = self.settings.weights, int(self.settings.seed)
+        device = resolve_device(self.settings.device)
         stamp = Path(weights).stat().st_mtime_ns if weights else None
-        key = {"weights": weights, "stamp": stamp, "seed": seed, "device": device, "dtype": self.config["dtype"]}
-        dtype = self.config["dtype"]
+        key = {"weights": weights, "stamp": stamp, "seed": seed, "device": device, "dtype": self.settings.dtype}
+        dtype = self.settings.dtype
         return cached_model("densenet121", key, lambda: (self._load(weights, seed, device, dtype), device))
 
     @staticmethod
@@ -151,10 +148,10 @@ class DenseNetExtractor(Extractor):
         return model.features.eval().to(device=device, dtype=torch_dtype(dtype, device))
 
     def _projection(self) -> np.ndarray | None:
-        size = self.config["project_to"]
+        size = self.settings.project_to
         if not size:
             return None
-        seed = int(self.config["seed"])
+        seed = int(self.settings.seed)
 
         def build() -> np.ndarray:
             rng = np.random.default_rng(seed)
@@ -171,7 +168,7 @@ class DenseNetExtractor(Extractor):
         import torch
         import torch.nn.functional as F
 
-        size = int(self.config["image_size"])
+        size = int(self.settings.image_size)
         image = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float().div_(255.0).unsqueeze(0)
         if image.shape[-2:] != (size, size):
             image = F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
@@ -194,11 +191,11 @@ class DenseNetExtractor(Extractor):
         images, owner = [], []
         for row, item in enumerate(items):
             self.check(item)
-            for index in sample_indices(len(item.frames), int(self.config["frames"])):
+            for index in sample_indices(len(item.frames), int(self.settings.frames)):
                 images.append(self._prepare(np.asarray(item.frames[index])))
                 owner.append(row)
         pooled = []
-        size = int(self.config["batch_size"])
+        size = int(self.settings.batch_size)
         with torch.inference_mode():
             for start in range(0, len(images), size):
                 batch = torch.stack(images[start : start + size]).to(device, dtype)
@@ -213,5 +210,5 @@ class DenseNetExtractor(Extractor):
             return out, None
         if projection is not None:
             per_image = per_image @ projection
-        cap = int(self.config["max_sequence"])
+        cap = int(self.settings.max_sequence)
         return out, [cap_sequence(per_image[owner_index == row], cap) for row in range(len(items))]

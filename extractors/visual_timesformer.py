@@ -14,25 +14,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
+from core.config import setting
 from extractors.base import (
+    DTYPES,
+    VISUAL_INPUTS,
     Extractor,
     ExtractorConfigError,
     FramesItem,
     cached_model,
     cap_sequence,
     check_frames,
-    device_option,
-    dtype_option,
-    int_option,
+    device_setting,
     resolve_device,
-    sequence_options,
-    str_option,
     torch_dtype,
-    visual_input_option,
 )
 from extractors.hf import auto_model, load_offline, source_paths
 
@@ -57,39 +55,34 @@ class _Video:
     hidden: int
 
 
+@dataclass(frozen=True)
+class TimesformerConfig:
+    model: str = setting("facebook/timesformer-base-finetuned-k400", non_empty=True)
+    input: str = setting("face", choices=tuple(VISUAL_INPUTS))
+    frames: int = setting(8, min=1)
+    image_size: int | None = setting(None, min=16)
+    batch_size: int = setting(4, min=1, runtime=True)
+    device: str = device_setting()
+    dtype: str = setting("float32", choices=DTYPES)
+    sequence: bool = False
+    max_sequence: int = setting(64, min=1)
+
+
 class TimesformerExtractor(Extractor):
     name = "timesformer"
     modality = "visual"
-    consumes = "face_frames"
-    options: ClassVar[dict[str, Any]] = {
-        "model": "facebook/timesformer-base-finetuned-k400",
-        "input": "face",
-        "frames": 8,
-        "image_size": None,
-        "batch_size": 4,
-        "device": "auto",
-        "dtype": "float32",
-        "sequence": False,
-        "max_sequence": 64,
-    }
-    runtime_options = ("batch_size", "device")
+    Config = TimesformerConfig
 
-    def configure(self) -> None:
-        str_option(self.config, "model", allow_none=False)
-        self.consumes = visual_input_option(self.config)
-        int_option(self.config, "frames", minimum=1)
-        int_option(self.config, "image_size", minimum=16, allow_none=True)
-        int_option(self.config, "batch_size", minimum=1)
-        device_option(self.config)
-        dtype_option(self.config)
-        sequence_options(self.config)
+    @property
+    def consumes(self) -> str:  # type: ignore[override]
+        return VISUAL_INPUTS[self.settings.input]
 
     def weight_paths(self) -> dict[str, Path]:
-        return source_paths(self.config["model"])
+        return source_paths(self.settings.model)
 
     @property
     def frame_budget(self) -> int:
-        return int(self.config["frames"])
+        return int(self.settings.frames)
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -101,11 +94,11 @@ class TimesformerExtractor(Extractor):
         return self._video().hidden
 
     def _video(self) -> _Video:
-        source = str(self.config["model"])
-        device = resolve_device(self.config["device"])
-        key = {"source": source, "device": device, "dtype": self.config["dtype"]}
+        source = str(self.settings.model)
+        device = resolve_device(self.settings.device)
+        key = {"source": source, "device": device, "dtype": self.settings.dtype}
         video = cached_model("hf-video", key, lambda: self._load(source, device))
-        wanted = self.config["image_size"]
+        wanted = self.settings.image_size
         if wanted is not None and wanted != video.image_size:
             raise ExtractorConfigError(
                 "image_size", f"is {wanted} but {source!r} takes {video.image_size}x{video.image_size} frames; "
@@ -127,7 +120,7 @@ class TimesformerExtractor(Extractor):
             mean, std = tuple(processor.image_mean), tuple(processor.image_std)
         except ExtractorConfigError:
             mean, std = DEFAULT_MEAN, DEFAULT_STD  # the Kinetics TimeSformer statistics
-        dtype = torch_dtype(self.config["dtype"], device)
+        dtype = torch_dtype(self.settings.dtype, device)
         model.eval().to(device=device, dtype=dtype)
         size = int(config.image_size)
         return _Video(model=model, device=device, dtype=dtype, image_size=size,
@@ -172,7 +165,7 @@ class TimesformerExtractor(Extractor):
             self.check(item)
         out = np.zeros((len(items), video.hidden), dtype=np.float32)
         sequences: list[np.ndarray] = []
-        size = int(self.config["batch_size"])
+        size = int(self.settings.batch_size)
         for start in range(0, len(items), size):  # every clip has `frames` frames: no padding to sort away
             batch = torch.stack([self._clip(item, video) for item in items[start : start + size]])
             with torch.inference_mode():
@@ -182,5 +175,5 @@ class TimesformerExtractor(Extractor):
                 frames = self.frame_budget
                 patches = tokens[:, 1:].reshape(len(batch), video.patches, frames, video.hidden)  # patch-major
                 per_frame = patches.mean(dim=1).cpu().numpy()
-                sequences.extend(cap_sequence(clip, int(self.config["max_sequence"])) for clip in per_frame)
+                sequences.extend(cap_sequence(clip, int(self.settings.max_sequence)) for clip in per_frame)
         return out, (sequences if wants else None)

@@ -45,10 +45,8 @@ def disk_full(error: OSError, where: str) -> DiskFull:
 
 
 def _fatal(error: BaseException) -> bool:
-    """Errors every item would hit alike: stop instead of failing each item."""
-    from extractors.base import ExtractorConfigError
-
-    return isinstance(error, (ConfigError, ExtractorConfigError)) or is_disk_full(error)
+    """Errors every item would hit alike (an extractor's included): stop instead of failing each item."""
+    return isinstance(error, ConfigError) or is_disk_full(error)
 
 
 def reason_of(error: BaseException) -> str:

@@ -98,7 +98,7 @@ def build_for_key(params: dict[str, Any], feature_key: str | None) -> Extractor:
             raise ExtractorConfigError("name", f"consumes {extractor.consumes!r}, which this stage cannot supply yet")
         extractor.load()
     except ExtractorConfigError as error:
-        raise ConfigError(f"params.yaml: 'features.{feature_key}.{error.field}' {error.message}") from error
+        raise error.within(f"features.{feature_key}") from error
     return extractor
 
 
@@ -401,7 +401,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     try:
         results = runner.map(worker, chunks, name=stage)
     except ExtractorConfigError as error:
-        raise ConfigError(f"params.yaml: 'features.{feature_key}.{error.field}' {error.message}") from error
+        raise error.within(f"features.{feature_key}") from error
 
     table = concat_tables([t for t, _ in results], worker.empty().schema).sort_by("utt_id")
     failures = [f for _, item_failures in results for f in item_failures]
