@@ -223,9 +223,17 @@ def _fits_one(value: Any, kind: Any, rules: Mapping[str, Any]) -> bool:
 
 
 def _in_range(value: float, rules: Mapping[str, Any]) -> bool:
-    checks = {"positive": lambda v, _: v > 0, "min": lambda v, m: v >= m, "max": lambda v, m: v <= m,
-              "above": lambda v, m: v > m, "below": lambda v, m: v < m}
-    return all(test(value, rules[name]) for name, test in checks.items() if name in rules)
+    """A one-sided limit rejects only values past it (NaN passes); a two-sided range admits only
+    values inside it (NaN fails), as `not low <= value < high` always did."""
+    low = [(name, rules[name]) for name in ("positive", "min", "above") if name in rules]
+    high = [(name, rules[name]) for name in ("max", "below") if name in rules]
+    inside = {"positive": lambda v, _: v > 0, "min": lambda v, m: v >= m, "above": lambda v, m: v > m,
+              "max": lambda v, m: v <= m, "below": lambda v, m: v < m}
+    outside = {"positive": lambda v, _: v <= 0, "min": lambda v, m: v < m, "above": lambda v, m: v <= m,
+               "max": lambda v, m: v > m, "below": lambda v, m: v >= m}
+    if low and high:
+        return all(inside[name](value, limit) for name, limit in low + high)
+    return not any(outside[name](value, limit) for name, limit in low + high)
 
 
 def _describe_one(kind: Any, rules: Mapping[str, Any]) -> str:

@@ -49,7 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from models.batch import IGNORE_INDEX, DialogueBatch, ModelOutput
-from models.layers.checks import choice, divisible, flag, positive_float, positive_int, probability
+from models.layers.checks import choice, divisible, flag, non_negative, positive_float, positive_int, probability
 from models.layers.composite_loss import (
     balanced_class_weights,
     distillation_loss,
@@ -72,12 +72,6 @@ GRAPH_DEFAULTS = {"text": (12, 1.65), "audio": (6, 0.53), "visual": (7, 1.0)}
 OTHER_GRAPH = (6, 1.0)
 INPUT_DROPOUT = {"text": 0.10}
 OTHER_INPUT_DROPOUT = 0.05
-
-
-def _non_negative(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"{NAME}: '{key}' must be a number >= 0, got {value!r}")
-    return float(value)
 
 
 def _per_modality(key: str, value: Any, modalities: list[str], default: Callable[[str], Any], check) -> dict[str, Any]:
@@ -166,8 +160,8 @@ class SpeakerKDHierFusion(nn.Module):
         if isinstance(graph_window, bool) or not isinstance(graph_window, int) or graph_window < 0:
             raise ValueError(f"{NAME}: 'graph_window' must be an integer >= 0, got {graph_window!r}")
         self.graph_window = graph_window
-        self.poly_alpha = _non_negative("poly_alpha", poly_alpha)
-        self.poly_gamma = _non_negative("poly_gamma", poly_gamma)
+        self.poly_alpha = non_negative(NAME, "poly_alpha", poly_alpha)
+        self.poly_gamma = non_negative(NAME, "poly_gamma", poly_gamma)
         self.smoothing = probability(NAME, "smoothing", smoothing)
         self.contrast_temperature = positive_float(NAME, "contrast_temperature", contrast_temperature)
         if not isinstance(distill_alpha, (int, float)) or not 0.0 <= distill_alpha <= 1.0:
@@ -178,8 +172,8 @@ class SpeakerKDHierFusion(nn.Module):
             raise ValueError(f"{NAME}: 'teacher_epochs' must be an integer >= 0, got {teacher_epochs!r}")
         self.teacher_epochs = teacher_epochs
         self.teacher_lr = positive_float(NAME, "teacher_lr", teacher_lr)
-        self.teacher_weight_decay = _non_negative("teacher_weight_decay", teacher_weight_decay)
-        self.speaker_weight = _non_negative("speaker_weight", speaker_weight)
+        self.teacher_weight_decay = non_negative(NAME, "teacher_weight_decay", teacher_weight_decay)
+        self.speaker_weight = non_negative(NAME, "speaker_weight", speaker_weight)
 
         graph_dim = positive_int(NAME, "graph_dim", graph_dim)
         graph_heads = positive_int(NAME, "graph_heads", graph_heads)
