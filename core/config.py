@@ -20,6 +20,11 @@ are hashed into cache keys and recorded in output files. Rules of `setting(...)`
 - `omit_default`: left out of `recorded` while it holds its default, so records made before the
   field existed stay valid.
 
+A field whose annotation is a dataclass is a nested block, parsed the same way under
+`<path>.<field>`: given, it must be a mapping; left out, it takes its default (`Block | None = None`
+for an optional one). `keys_block` declares a block by its keys alone, for blocks whose values the
+code that reads them still checks itself.
+
 Cross-field rules go in the dataclass's `__post_init__`, raising `ConfigError.at(field, detail)`
 with the field's own name; `parse_block` adds the block's path. This module imports nothing from
 the project, so `pipeline/`, `extractors/` and `models/` can all use it.
@@ -30,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 T = typing.TypeVar("T")
@@ -86,6 +91,15 @@ def setting(default: Any = dataclasses.MISSING, *, factory: Callable[[], Any] | 
     return dataclasses.field(default=default, default_factory=factory, metadata=rules)
 
 
+def keys_block(name: str, keys: Iterable[str | tuple[str, Any]]) -> type:
+    """A block declared by its keys alone (a name, or a name and its block's class): unknown keys are
+    rejected, every value is accepted, and each key is optional. For blocks whose values the code
+    reading them still checks by hand."""
+    fields = [(key, Any, dataclasses.field(default=None)) if isinstance(key, str)
+              else (key[0], key[1], dataclasses.field(default=None)) for key in keys]
+    return dataclasses.make_dataclass(name, fields, frozen=True)
+
+
 def parse_block(cls: type[T], block: Any, where: str = "") -> T:
     """`cls` built from `block`, or ConfigError naming `where.<key>` for the first problem.
 
@@ -108,8 +122,9 @@ def parse_block(cls: type[T], block: Any, where: str = "") -> T:
             continue
         value = block[spec.name]
         kind = hints[spec.name]
-        if dataclasses.is_dataclass(kind) and isinstance(kind, type):
-            values[spec.name] = parse_block(kind, value, path)
+        nested = _nested_block(kind)
+        if nested is not None:
+            values[spec.name] = parse_block(nested, value, path)
             continue
         detail = problem(value, kind, spec.metadata)
         if detail is not None:
@@ -184,6 +199,12 @@ def _default(spec: dataclasses.Field) -> Any:
 
 def _plain(value: Any) -> Any:
     return as_block(value) if dataclasses.is_dataclass(value) and not isinstance(value, type) else value
+
+
+def _nested_block(kind: Any) -> type | None:
+    """The dataclass a field holds (`Block` or `Block | None`), if any."""
+    blocks = [option for option in _options(kind) if dataclasses.is_dataclass(option) and isinstance(option, type)]
+    return blocks[0] if blocks else None
 
 
 def _options(kind: Any) -> tuple[Any, ...]:

@@ -1,4 +1,8 @@
-"""Reading `params.yaml` and failing fast, by key name, on bad configuration."""
+"""Reading `params.yaml` and failing fast, by key name, on bad configuration.
+
+Blocks are declared as dataclasses and checked by `core.config.parse_block`; `choice` and `positive`
+check one value the same way, for code that reads a single key.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from core.config import ConfigError
+from core.config import ConfigError, problem
 
 __all__ = ["ConfigError", "choice", "load_params", "positive", "section"]
 
@@ -38,13 +42,15 @@ def section(params: Mapping[str, Any], dotted_key: str) -> Any:
 
 def choice(value: Any, key: str, allowed: Iterable[str]) -> str:
     """Check that `value` is one of `allowed`, else fail naming the key and the allowed values."""
-    allowed = list(allowed)
-    if value not in allowed:
-        raise ConfigError(f"params.yaml: '{key}' is {value!r}; allowed values: {', '.join(map(str, allowed))}")
-    return value
+    return _checked(value, key, str, choices=tuple(allowed))
 
 
 def positive(value: Any, key: str) -> float:
-    if not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigError(f"params.yaml: '{key}' must be a positive number, got {value!r}")
+    return _checked(value, key, float, positive=True)
+
+
+def _checked(value: Any, key: str, kind: Any, **rules: Any) -> Any:
+    detail = problem(value, kind, rules)
+    if detail is not None:
+        raise ConfigError.at(key, detail)
     return value

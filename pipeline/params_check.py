@@ -1,11 +1,15 @@
-"""Every key of `params.yaml` checked once, before any work: a typo fails at once, by name.
+"""Every block of `params.yaml` checked once, before any work: a typo or a bad value fails at once, by name.
 
-`faces.sample_fsp: 3` would otherwise be ignored and the default used, silently. `check_params`
-walks the whole file against `ALLOWED` (the keys each block accepts) and hands the open-ended
-blocks to the registries that own them: each `features.<key>` to its extractor's options, each
-`models.<name>` to its model class's constructor (plus the wiring keys every model shares), the
-`lipsync.model` overrides to `LipSyncConfig`. Values are still checked by the stage that reads
-them; this layer guarantees that no key is silently unread.
+`faces.sample_fsp: 3` would otherwise be ignored and the default used, silently, and `cut.max_seconds: 0`
+would only fail once the stage runs. `check_params` parses the whole file with `core.config.parse_block`
+against `BLOCKS` (the dataclass each block is declared by, found where the code that reads the block
+lives) and hands the open-ended blocks to the registries that own them: each `features.<key>` to its
+extractor's `Config`, each `models.<name>` to its model class's constructor (plus the wiring keys every
+model shares), the `lipsync.model` overrides to `LipSyncConfig`. Checks that depend on the machine
+(is a CUDA device there, does a file exist) stay with the stage that uses the value.
+
+Blocks whose values their stages still check by hand (`lipsync`, `finetune_text`, `train`) are declared
+here by their keys alone (`keys_block`), so an unknown key in them fails at once too.
 
 Under DVC it also checks that `dvc.yaml` still matches `params.yaml` where one follows from the other
 (each model stage's feature files, the speaker stage's LipSyncNet dependency: `pipeline.dag`), so a
@@ -14,56 +18,56 @@ model whose `inputs` grew never trains against a DAG that would not rerun it whe
 
 from __future__ import annotations
 
+import functools
+import importlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from core.config import keys_block, parse_block
 from pipeline.config import ConfigError
 
-ANY = None  # a sub-block whose keys another layer validates (or free-form by design)
+LipSyncKeys = keys_block("LipSyncKeys", [
+    "device", "seed", "splits", "dev_fraction", "max_utterances", "min_coverage", "bootstrap_margin", "rounds",
+    "denoise_fraction", "relabel_margin", "steps", "batch_size", "lr", "weight_decay", "margin", "alpha",
+    "multiway_weight", "min_shift", "max_shift", "foreign",
+    ("augment", keys_block("LipSyncAugmentKeys", ["flip", "shift", "scale", "noise", "reverse"])),
+    "score", "max_offset", "search_offset", "model",
+])
+FinetuneKeys = keys_block("FinetuneKeys", ["encoder", "epochs", "lr", "weight_decay", "warmup", "batch_size",
+                                           "grad_clip", "seed", "device"])
+TrainKeys = keys_block("TrainKeys", ["seeds", "epochs", "patience", "batch_dialogues", "lr", "weight_decay",
+                                     "grad_clip", "device", "amp", "threads", "loss_weights"])
 
-ALLOWED: dict[str, Any] = {
-    "dataset": {
-        "name": ..., "root": ...,
-        "demo": {"seed": ..., "dialogues": ..., "turns": ..., "people": ..., "labels": ..., "label_weights": ...,
-                 "stay_probability": ..., "cue_fidelity": {"text": ..., "audio": ..., "visual": ...},
-                 "split": ..., "width": ..., "height": ..., "fps": ...},
-        "meld": {"csv": ANY, "clips": ANY},  # split names: checked by the MELD adapter
-        "iemocap": {"labels": ..., "dev_dialogues": ..., "dev_seed": ...},
-        "table": {"path": ..., "columns": ANY},  # manifest fields: checked by the table adapter
-    },
-    "cut": {"sample_rate": ..., "max_seconds": ..., "min_seconds": ...},
-    "faces": {"device": ..., "sample_fps": ..., "batch_size": ..., "min_face_size": ..., "threshold": ...,
-              "iou_threshold": ..., "max_gap": ..., "min_track_samples": ..., "detect_width": ...},
-    "lipsync": {"device": ..., "seed": ..., "splits": ..., "dev_fraction": ..., "max_utterances": ...,
-                "min_coverage": ..., "bootstrap_margin": ..., "rounds": ..., "denoise_fraction": ...,
-                "relabel_margin": ..., "steps": ..., "batch_size": ..., "lr": ..., "weight_decay": ...,
-                "margin": ..., "alpha": ..., "multiway_weight": ..., "min_shift": ..., "max_shift": ...,
-                "foreign": ..., "augment": {"flip": ..., "shift": ..., "scale": ..., "noise": ..., "reverse": ...},
-                "score": ..., "max_offset": ..., "search_offset": ..., "model": ANY},
-    "speaker": {"method": ..., "crop_size": ..., "max_crops": ..., "low_confidence": ..., "checkpoint": ...},
-    "features": ANY,  # per extractor, below
-    "finetune_text": {"encoder": ANY, "epochs": ..., "lr": ..., "weight_decay": ..., "warmup": ...,
-                      "batch_size": ..., "grad_clip": ..., "seed": ..., "device": ...},
-    "models": ANY,  # per model kind, below
-    "refine": ANY,  # per procedure: checked by its spec (pipeline.training.mrd)
-    "train": {"seeds": ..., "epochs": ..., "patience": ..., "batch_dialogues": ..., "lr": ..., "weight_decay": ...,
-              "grad_clip": ..., "device": ..., "amp": ..., "threads": ..., "loss_weights": ANY},
-    "run": {"workers": ..., "max_failure_ratio": ...},
+# Top-level key -> the class declaring the block ("module:Class", imported when checking); None: open-ended,
+# checked below or by its owner.
+BLOCKS: dict[str, str | type | None] = {
+    "dataset": "pipeline.datasets:DatasetConfig",
+    "cut": "pipeline.stages.cut:CutConfig",
+    "faces": "pipeline.stages.faces:FacesConfig",
+    "lipsync": LipSyncKeys,
+    "speaker": "pipeline.stages.speaker:SpeakerConfig",
+    "features": None,  # per extractor, below
+    "finetune_text": FinetuneKeys,
+    "models": None,  # per model kind, below
+    "refine": None,  # per procedure: checked by its spec (pipeline.training.mrd)
+    "train": TrainKeys,
+    "run": "pipeline.runner:RunConfig",
 }
 
 
-def _walk(block: Any, allowed: Any, where: str) -> None:
-    if allowed is ANY or allowed is ...:
-        return
-    if not isinstance(block, Mapping):
-        raise ConfigError(f"params.yaml: '{where}' must be a mapping with keys {', '.join(allowed)}; got {block!r}")
-    for key, value in block.items():
-        path = f"{where}.{key}" if where else str(key)
-        if key not in allowed:
-            raise ConfigError(f"params.yaml: unknown key '{path}'; allowed keys"
-                              f"{' in ' + repr(where) if where else ''}: {', '.join(allowed)}")
-        _walk(value, allowed[key], path)
+@functools.cache
+def params_class() -> type:
+    """The whole file as one block: each declared block a nested one, the open-ended ones free."""
+    def declared(spec: str | type | None) -> Any:
+        if spec is None:
+            return Any
+        if isinstance(spec, type):
+            return spec
+        module, name = spec.split(":")
+        return getattr(importlib.import_module(module), name)
+
+    return keys_block("Params", [(key, declared(spec)) for key, spec in BLOCKS.items()])
 
 
 def _check_features(features: Any) -> None:
@@ -78,7 +82,7 @@ def _check_features(features: Any) -> None:
                 raise ExtractorConfigError("name", "missing: every extractor block names its extractor")
             extractor_class(block["name"])(block)
         except ExtractorConfigError as error:
-            raise ConfigError(f"params.yaml: 'features.{key}.{error.field}' {error.message}") from error
+            raise error.within(f"features.{key}") from error
 
 
 def _check_models(models: Any) -> None:
@@ -106,12 +110,12 @@ def _check_lipsync_model(lipsync: Any) -> None:
 
 
 def check_params(params: Mapping[str, Any], dvc_yaml: Path | None = None, stage: str | None = None) -> list[str]:
-    """Raise ConfigError naming the first unknown key (and the allowed ones) anywhere in `params`.
+    """Raise ConfigError naming the first unknown key (and the allowed ones) or bad value in `params`.
 
     With `dvc_yaml`, also raise when that file misses a dependency `params` implies, and return
     warnings for `stage`'s needless ones (they only cost reruns).
     """
-    _walk(params, ALLOWED, "")
+    parse_block(params_class(), params)
     if "features" in params:
         _check_features(params["features"])
     if "models" in params:

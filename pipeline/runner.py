@@ -8,12 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from core.config import setting
 from pipeline.hooks import ProgressHook, TqdmHook
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """The `run` block: threads per stage, and the share of failed utterances a stage may leave."""
+
+    workers: int = setting(2, runtime=True)
+    max_failure_ratio: float = setting()
 
 
 class Runner(Protocol):

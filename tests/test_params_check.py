@@ -62,3 +62,36 @@ def test_a_stage_refuses_a_typo_before_any_work(tmp_path, base_params):
     assert done.returncode == 2, done.stderr
     assert "unknown key 'faces.sample_fsp'" in done.stderr and "sample_fps" in done.stderr
     assert not (tmp_path / "data").exists()  # nothing read, nothing written
+
+
+# (block path, key, bad value, words the message must hold): values are checked at the start too
+BAD_VALUES = [
+    (("cut",), "max_seconds", 0, "'cut.max_seconds' must be a positive number, got 0"),
+    (("cut",), "min_seconds", "short", "'cut.min_seconds' must be a number, got 'short'"),
+    (("faces",), "batch_size", 0, "'faces.batch_size' must be a positive integer, got 0"),
+    (("faces",), "max_gap", 1.5, "'faces.max_gap' must be an integer, got 1.5"),
+    (("speaker",), "method", "bogus", "'speaker.method' is 'bogus'; allowed values: auto, lipsyncnet"),
+    (("dataset",), "name", "voxceleb", "'dataset.name' is 'voxceleb'; allowed values: demo, meld, iemocap, table"),
+    (("run",), "max_failure_ratio", "half", "'run.max_failure_ratio' must be a number, got 'half'"),
+    (("features", "audio"), "level", "x", "'features.audio.level' is 'x'; allowed values: functionals, lld"),
+    ((), "faces", None, "'faces' must be a mapping with keys device, sample_fps"),
+]
+
+
+@pytest.mark.parametrize("where, key, value, words", BAD_VALUES, ids=[".".join(b[0] + (b[1],)) for b in BAD_VALUES])
+def test_a_bad_value_in_a_declared_block_is_a_config_error_at_the_start(base_params, where, key, value, words):
+    params = copy.deepcopy(base_params)
+    node = params
+    for part in where:
+        node = node[part]
+    node[key] = value
+    with pytest.raises(ConfigError) as caught:
+        check_params(params)
+    assert words in str(caught.value)
+
+
+def test_a_missing_required_key_is_named(base_params):
+    params = copy.deepcopy(base_params)
+    del params["cut"]["min_seconds"]
+    with pytest.raises(ConfigError, match="missing key 'cut.min_seconds'"):
+        check_params(params)

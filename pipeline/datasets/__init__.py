@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.config import keys_block, setting
 from pipeline.config import choice
 from pipeline.datasets.base import CorpusManifest
 
@@ -16,6 +18,28 @@ ADAPTERS = {
     "iemocap": "pipeline.datasets.iemocap",
     "table": "pipeline.datasets.table",
 }
+
+# Each adapter checks the values of its own block when it reads it.
+DemoKeys = keys_block("DemoKeys", ["seed", "dialogues", "turns", "people", "labels", "label_weights",
+                                   "stay_probability",
+                                   ("cue_fidelity", keys_block("CueFidelityKeys", ["text", "audio", "visual"])),
+                                   "split", "width", "height", "fps"])
+MeldKeys = keys_block("MeldKeys", ["csv", "clips"])  # split names: checked by the MELD adapter
+IemocapKeys = keys_block("IemocapKeys", ["labels", "dev_dialogues", "dev_seed"])
+TableKeys = keys_block("TableKeys", ["path", "columns"])  # manifest fields: checked by the table adapter
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetConfig:
+    """The `dataset` block: which adapter reads the corpus, where it lives, and each adapter's options."""
+
+    name: str = setting(choices=tuple(ADAPTERS))
+    root: str | None = setting()  # `prepare` refuses an empty one
+    demo: DemoKeys | None = None
+    meld: MeldKeys | None = None
+    iemocap: IemocapKeys | None = None
+    table: TableKeys | None = None
+
 
 AdapterFn = Callable[[Mapping[str, Any], Path], CorpusManifest]
 

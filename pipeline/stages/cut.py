@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from core.config import parse_block, setting
 from pipeline import paths
 from pipeline.cache import PartCache
 from pipeline.code_fingerprint import code_fingerprint
-from pipeline.config import positive
 from pipeline.file_hash import file_hash
 from pipeline.item_guard import guarded
 from pipeline.ledger import Failure, write_stage_ledger
@@ -29,6 +30,17 @@ from pipeline.runner import Runner
 from pipeline.tables import concat_tables, write_atomic
 
 STAGE = "cut"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CutConfig:
+    """The `cut` block: output sample rate and the clip lengths accepted as utterances."""
+
+    sample_rate: float = setting(positive=True)
+    max_seconds: float = setting(positive=True)
+    min_seconds: float = setting()
+
+
 SCHEMA = pa.schema(
     [
         ("utt_id", pa.string()),
@@ -125,9 +137,8 @@ def _link_into(source: Path, target: Path) -> None:
 
 
 def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[str, Any]:
-    cfg = dict(params["cut"])
-    positive(cfg.get("sample_rate"), "cut.sample_rate")
-    positive(cfg.get("max_seconds"), "cut.max_seconds")
+    cfg = dict(params["cut"])  # as written: hashed into the cache key and recorded in the output
+    parse_block(CutConfig, cfg, "cut")
     manifest: Manifest = read_manifest()
     code = code_fingerprint(__name__)
     cache = PartCache(STAGE, cfg, code)

@@ -7,6 +7,7 @@ killed run resumes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from core.config import parse_block, recorded, setting
 from pipeline import paths
 from pipeline.cache import PartCache
 from pipeline.code_fingerprint import code_fingerprint
-from pipeline.config import positive
 from pipeline.device import resolve_device
 from pipeline.face_detect import FaceDetector
 from pipeline.file_hash import file_hash
@@ -29,6 +30,23 @@ from pipeline.tables import concat_tables, read_frame, write_atomic
 from pipeline.tracking import track_faces
 
 STAGE = "faces"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FacesConfig:
+    """The `faces` block: detector placement and thresholds, frame sampling, tracking."""
+
+    device: str | None = setting("auto", runtime=True)  # values checked by `resolve_device` at the start
+    sample_fps: float = setting(positive=True)
+    batch_size: int = setting(positive=True)
+    min_face_size: int = setting()
+    threshold: float = setting()
+    iou_threshold: float = setting()
+    max_gap: int = setting()
+    min_track_samples: int = setting()
+    detect_width: int = setting()
+
+
 SCHEMA = pa.schema(
     [
         ("utt_id", pa.string()),
@@ -100,16 +118,15 @@ def _faces_for_media(media: Path, rows: pd.DataFrame, cfg: dict[str, Any], detec
 
 
 def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[str, Any]:
-    cfg = dict(params["faces"])
-    positive(cfg.get("sample_fps"), "faces.sample_fps")
-    positive(cfg.get("batch_size"), "faces.batch_size")
-    device = resolve_device(cfg.get("device", "auto"), "faces.device")
-    detector = FaceDetector(device, float(cfg["threshold"]), int(cfg["min_face_size"]), int(cfg["detect_width"]))
+    cfg = dict(params["faces"])  # as written: recorded in the output
+    settings = parse_block(FacesConfig, cfg, "faces")
+    device = resolve_device(settings.device, "faces.device")
+    detector = FaceDetector(device, float(settings.threshold), settings.min_face_size, settings.detect_width)
     cuts = read_frame(paths.CUTS)
     failures = [Failure(STAGE, u, "no video stream") for u in cuts.loc[~cuts.has_video, "utt_id"]]
     video_cuts = cuts[cuts.has_video]
     code = code_fingerprint(__name__)
-    cache = PartCache(STAGE, {k: v for k, v in cfg.items() if k != "device"}, code)
+    cache = PartCache(STAGE, recorded(settings), code)
     groups = [(Path(media), rows) for media, rows in video_cuts.groupby("media", sort=True)]
 
     def work(item: tuple[Path, pd.DataFrame]) -> tuple[pa.Table, list[Failure]]:

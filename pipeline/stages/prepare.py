@@ -14,9 +14,10 @@ from typing import Any
 
 import pandas as pd
 
+from core.config import parse_block
 from pipeline import paths
 from pipeline.config import ConfigError, section
-from pipeline.datasets import get_adapter
+from pipeline.datasets import DatasetConfig, get_adapter
 from pipeline.datasets.base import CorpusManifest
 from pipeline.ledger import Failure, FailureRatioExceeded, write_stage_ledger
 from pipeline.manifest import MediaOutsideRoot, resolve_media, write_manifest
@@ -34,8 +35,8 @@ class EmptyManifestError(FailureRatioExceeded):
 def run(params: Mapping[str, Any], runner: Runner, arg: str | None = None) -> dict[str, Any]:
     """Build, check and write the manifest and this stage's failure ledger; return a summary."""
     dataset = section(params, "dataset")
-    name = section(params, "dataset.name")
-    root_value = section(params, "dataset.root")
+    config = parse_block(DatasetConfig, dataset, "dataset")
+    name, root_value = config.name, config.root
     max_ratio = section(params, "run.max_failure_ratio")
     if not root_value:
         raise ConfigError("params.yaml: 'dataset.root' is empty; set the corpus folder")

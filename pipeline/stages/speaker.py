@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import soundfile as sf
 
+from core.config import parse_block, setting
 from pipeline import paths
 from pipeline.cache import PartCache
 from pipeline.clips import DEFAULT_LIP_SIZE, ClipRequest, collect_clips, evenly, tracks_of
@@ -31,7 +33,7 @@ from pipeline.item_guard import guarded
 from pipeline.ledger import Failure, write_stage_ledger
 from pipeline.media import MediaError
 from pipeline.runner import Runner
-from pipeline.speaker_select import TrackScorer, UtteranceContext, build_scorer, choose
+from pipeline.speaker_select import SCORERS, TrackScorer, UtteranceContext, build_scorer, choose
 from pipeline.tables import concat_tables, read_frame, write_atomic
 
 STAGE = "speaker"
@@ -39,6 +41,19 @@ CROPS_FILE = paths.SPEAKER_TRACKS / "crops.parquet"
 SPEAKER_SCHEMA = pa.schema([("utt_id", pa.string()), ("track_id", pa.int64()), ("reason", pa.string()),
                             ("confidence", pa.float64()), ("scores", pa.string()), ("method", pa.string())])
 CROPS_SCHEMA = pa.schema([("utt_id", pa.string()), ("frame", pa.int64()), ("jpeg", pa.binary())])
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpeakerConfig:
+    """The `speaker` block: the scorer that picks the active face track, and the crops kept of it."""
+
+    method: str = setting(choices=tuple(SCORERS))
+    crop_size: int = setting()
+    max_crops: int = setting()
+    low_confidence: float = setting()
+    checkpoint: str | None = None  # a LipSyncNet folder other than the one `lipsync_train` writes
+
+
 def _context_table() -> dict[str, tuple[str | None, str | None]]:
     """utt_id -> (speaker, dialogue_id) from the manifest, for scorers that use them (gender_side)."""
     if not paths.MANIFEST.exists():
@@ -111,7 +126,8 @@ def _scorer_fingerprint(method: str) -> str | None:
 
 
 def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[str, Any]:
-    cfg = dict(params["speaker"])
+    cfg = dict(params["speaker"])  # as written: hashed into the cache key and recorded in the output
+    parse_block(SpeakerConfig, cfg, "speaker")
     scorer_cfg = {**cfg, "lipsync": params.get("lipsync") or {}}
     scorer = build_scorer(scorer_cfg)
     method = getattr(scorer, "name", cfg["method"])  # `auto` records the scorer it delegates to
