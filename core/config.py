@@ -12,7 +12,7 @@ Values are kept exactly as written (an integer given for a number stays an integ
 are hashed into cache keys and recorded in output files. Rules of `setting(...)`:
 
 - `min` / `max` (inclusive), `above` / `below` (exclusive), `positive` (> 0): ranges for numbers
-  (for a list, for each item);
+  (for a list, for each item; for a `dict[str, T]`, for each value, reported under its own key);
 - `choices`: the allowed values (the message lists them in order);
 - `non_empty`: for strings and lists;
 - `check`: a function returning what is wrong with a value (or None); it owns the field's check;
@@ -129,6 +129,10 @@ def parse_block(cls: type[T], block: Any, where: str = "") -> T:
         detail = problem(value, kind, spec.metadata)
         if detail is not None:
             raise ConfigError.at(path, detail)
+        for key, item, item_kind in _mapping_items(value, kind):
+            detail = problem(item, item_kind, spec.metadata)
+            if detail is not None:
+                raise ConfigError.at(_path(path, str(key)), detail)
         values[spec.name] = value
     try:
         return cls(**values)
@@ -199,6 +203,16 @@ def _default(spec: dataclasses.Field) -> Any:
 
 def _plain(value: Any) -> Any:
     return as_block(value) if dataclasses.is_dataclass(value) and not isinstance(value, type) else value
+
+
+def _mapping_items(value: Any, kind: Any) -> list[tuple[Any, Any, Any]]:
+    """(key, value, value type) of a `dict[str, T]` field's entries, each checked under its own key."""
+    if not isinstance(value, Mapping):
+        return []
+    for option in _options(kind):
+        if typing.get_origin(option) in (dict, Mapping) and len(typing.get_args(option)) == 2:
+            return [(key, item, typing.get_args(option)[1]) for key, item in value.items()]
+    return []
 
 
 def _nested_block(kind: Any) -> type | None:

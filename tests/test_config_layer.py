@@ -30,6 +30,7 @@ class Block:
     extra: bool = setting(False, omit_default=True)
     augment: Augment = setting(factory=Augment)
     sizes: list[int] = setting(factory=lambda: [1, 2], min=1)
+    weights: dict[str, float] = setting(factory=dict, min=0)
 
     def __post_init__(self) -> None:
         if self.extra and self.level != "lld":
@@ -54,7 +55,7 @@ def test_a_valid_block_keeps_values_as_written_and_fills_defaults():
     assert parsed.steps == 10 and parsed.sizes == [1, 2]
     assert as_block(parsed)["augment"] == {"flip": True, "noise": 1}
     assert list(as_block(parsed)) == ["level", "steps", "rate", "dropout", "size", "name", "layers", "workers",
-                                      "extra", "augment", "sizes"]
+                                      "extra", "augment", "sizes", "weights"]
 
 
 def test_an_unknown_key_is_named_with_its_full_path_and_the_allowed_keys():
@@ -77,6 +78,8 @@ def test_an_unknown_key_is_named_with_its_full_path_and_the_allowed_keys():
         ({"augment": {"flip": 1}}, "'run.block.augment.flip' must be true or false, got 1"),
         ({"augment": 3}, "'run.block.augment' must be a mapping with keys flip, noise; got 3"),
         ({"sizes": [1, "2"]}, "'run.block.sizes' must be a list of integers >= 1, got [1, '2']"),
+        ({"weights": [1]}, "'run.block.weights' must be a mapping, got [1]"),
+        ({"weights": {"kl": "x"}}, "'run.block.weights.kl' must be a number >= 0, got 'x'"),
     ],
 )
 def test_a_wrong_type_names_the_key_and_what_is_allowed(block, message):
@@ -91,6 +94,7 @@ def test_a_wrong_type_names_the_key_and_what_is_allowed(block, message):
         ({"dropout": 1.0}, "'run.block.dropout' must be a number in [0.0, 1.0), got 1.0"),
         ({"augment": {"noise": 1.5}}, "'run.block.augment.noise' must be a number in [0.0, 1.0], got 1.5"),
         ({"sizes": [0]}, "'run.block.sizes' must be a list of integers >= 1, got [0]"),
+        ({"weights": {"kl": -1}}, "'run.block.weights.kl' must be a number >= 0, got -1"),
     ],
 )
 def test_a_value_out_of_range_names_the_range(block, message):
