@@ -138,3 +138,14 @@ def test_one_error_type_for_the_whole_project():
 def test_a_misspelt_rule_fails_when_the_block_is_declared():
     with pytest.raises(TypeError, match="unknown setting rule 'mni'"):
         setting(1, mni=0)
+
+
+def test_a_block_declared_by_its_keys_rejects_only_unknown_keys():
+    from core.config import keys_block
+
+    Inner = keys_block("Inner", ["a"])
+    Outer = keys_block("Outer", ["x", ("inner", Inner)])
+    parsed = parse_block(Outer, {"x": [1, "anything"], "inner": {"a": None}}, "lipsync")
+    assert parsed.x == [1, "anything"] and parsed.inner.a is None and parse_block(Outer, {}, "lipsync").inner is None
+    assert "unknown key 'lipsync.inner.b'" in str(error_of({"inner": {"b": 1}}, "lipsync", Outer))
+    assert "'lipsync.inner' must be a mapping with keys a; got None" in str(error_of({"inner": None}, "lipsync", Outer))
