@@ -10,7 +10,7 @@ import pytest
 from pipeline.config import ConfigError
 from pipeline.datasets import get_adapter, iemocap, meld, table
 from pipeline.datasets.encoding import read_text, repair_text
-from pipeline.schema import MANIFEST_COLUMNS
+from pipeline.schema import MANIFEST_COLUMNS, MANIFEST_OPTIONAL_COLUMNS
 from tests.corpus_builders import (
     MELD_HEADER,
     build_iemocap,
@@ -136,7 +136,7 @@ def test_iemocap_labels_speakers_times_and_turns(tmp_path):
     root = build_iemocap(tmp_path / "IEMOCAP_full_release")
     corpus = get_adapter("iemocap")(dataset_params(iemocap__dev_dialogues=1), root)
     frame = corpus.frame.set_index("utt_id")
-    assert list(corpus.frame.columns) == list(MANIFEST_COLUMNS)
+    assert list(corpus.frame.columns) == [*MANIFEST_COLUMNS, *MANIFEST_OPTIONAL_COLUMNS]
     assert corpus.labels == ["hap", "sad", "neu", "ang", "exc", "fru"]
     # xxx, sur (Session 1) and fea (Session 2) are outside the six classes: counted, not failures
     assert corpus.failures == []
@@ -201,6 +201,27 @@ def test_iemocap_configuration_errors(tmp_path):
 def test_iemocap_speaker_is_the_turn_gender_not_the_marker_session():
     assert iemocap.speaker_of("Ses01F_impro01_M003") == "Ses01_M"
     assert iemocap.speaker_of("Ses03M_script02_2_F012") == "Ses03_F"
+
+
+@pytest.mark.parametrize(("dialogue", "speaker", "seat"), [
+    ("Ses01F_impro01", "Ses01_F", "left"), ("Ses01F_impro01", "Ses01_M", "right"),
+    ("Ses03M_script02_1", "Ses03_M", "left"), ("Ses05M_impro04", "Ses05_F", "right"),
+    ("dia1", "Joey", ""),
+])
+def test_iemocap_marker_actor_sits_on_the_left(dialogue, speaker, seat):
+    assert iemocap.seat_of(dialogue, speaker) == seat
+
+
+def test_iemocap_writes_each_dialogues_session_and_each_speakers_seat(tmp_path):
+    corpus = iemocap.build_manifest(dataset_params(iemocap__dev_dialogues=1), build_iemocap(tmp_path / "release"))
+    frame = corpus.frame.set_index("utt_id")
+    assert dict(frame.groupby("dialogue_id")["session"].first()) == {
+        "Ses01F_impro01": "Ses01", "Ses01F_script01_1": "Ses01", "Ses02F_impro05": "Ses02",
+        "Ses02M_impro03": "Ses02", "Ses05F_impro07": "Ses05"}
+    assert frame.loc["Ses01F_impro01_F000", "seat_hint"] == "left"
+    assert frame.loc["Ses01F_impro01_M000", "seat_hint"] == "right"
+    assert frame.loc["Ses02M_impro03_M000", "seat_hint"] == "left"
+    assert iemocap.session_of("Ses03M_script01_2") == "Ses03" and iemocap.session_of("dia7") == ""
 
 
 # --- table -------------------------------------------------------------------------------------
@@ -318,13 +339,14 @@ def test_real_meld_tables(shared_data):
 def test_real_iemocap_tables(shared_data):
     folder = shared_data / "iemocap"
     frame = iemocap.load_reference_tables(folder)
-    assert list(frame.columns) == list(MANIFEST_COLUMNS)
+    assert list(frame.columns) == [*MANIFEST_COLUMNS, *MANIFEST_OPTIONAL_COLUMNS]
     assert frame.split.value_counts().to_dict() == {"train": 5163, "dev": 647, "test": 1623}
     assert frame.utt_id.is_unique
     assert frame.groupby("split").dialogue_id.nunique().to_dict() == {"train": 108, "dev": 12, "test": 31}
     test = frame[frame.split == "test"].label.value_counts().to_dict()
     assert test == {"hap": 144, "sad": 245, "neu": 384, "ang": 170, "exc": 299, "fru": 381}
-    assert set(frame[frame.split == "test"].dialogue_id.str[:5]) == {"Ses05"}
+    assert set(frame[frame.split == "test"].dialogue_id.str[:5]) == {"Ses05"} == set(frame[frame.split == "test"].session)
+    assert set(frame.seat_hint) == {"left", "right"}
     row = frame.set_index("utt_id").loc["Ses01F_impro01_F000"]
     assert row.media == "Session1/dialog/avi/DivX/Ses01F_impro01.avi"
     assert (row.speaker, row.text, row.start, row.end, row.turn) == ("Ses01_F", "Excuse me.", 6.2901, 8.2357, 0)

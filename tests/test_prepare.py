@@ -111,6 +111,10 @@ def test_prepare_iemocap_counts_labels_outside_the_class_set(tmp_path, monkeypat
     assert manifest.root == tmp_path / "IEMOCAP_full_release"  # an absolute root is stored as given
     assert manifest.frame.start.notna().all() and (manifest.frame.end > manifest.frame.start).all()
     assert read_ledger(paths.stage_ledger("prepare")) == []
+    rows = manifest.frame.set_index("utt_id")  # the adapter's optional columns reach the manifest
+    assert set(rows.session) == {"Ses01", "Ses02", "Ses05"}
+    assert (rows.loc["Ses05F_impro07_F000", "seat_hint"], rows.loc["Ses05F_impro07_M000", "seat_hint"]) == (
+        "left", "right")
 
 
 def test_prepare_fails_past_the_failure_ratio(tmp_path, monkeypatch, params):

@@ -21,7 +21,13 @@ from pipeline.datasets.base import CorpusManifest
 from pipeline.ledger import Failure, FailureRatioExceeded, write_stage_ledger
 from pipeline.manifest import MediaOutsideRoot, resolve_media, write_manifest
 from pipeline.runner import Runner
-from pipeline.schema import MANIFEST_COLUMNS, MANIFEST_TRUTH_COLUMNS, SPLITS, require_columns
+from pipeline.schema import (
+    MANIFEST_COLUMNS,
+    MANIFEST_OPTIONAL_COLUMNS,
+    MANIFEST_TRUTH_COLUMNS,
+    SPLITS,
+    require_columns,
+)
 
 STAGE = "prepare"
 TEXT_COLUMNS = ("utt_id", "dialogue_id", "speaker", "text", "label", "split", "media")
@@ -114,11 +120,12 @@ def summarise(kept: pd.DataFrame, corpus: CorpusManifest, failures: list[Failure
 
 
 def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
-    """Contract types: strings (missing -> ''), integer turns, float seconds; truth columns kept."""
+    """Contract types: strings (missing -> ''), integer turns, float seconds; truth and optional columns kept."""
     require_columns(frame, MANIFEST_COLUMNS, "adapter manifest")
-    extra = [c for c in MANIFEST_TRUTH_COLUMNS if c in frame.columns]
-    frame = frame[[*MANIFEST_COLUMNS, *extra]].copy()
-    for column in TEXT_COLUMNS:
+    truth = [c for c in MANIFEST_TRUTH_COLUMNS if c in frame.columns]
+    optional = [c for c in MANIFEST_OPTIONAL_COLUMNS if c in frame.columns]
+    frame = frame[[*MANIFEST_COLUMNS, *truth, *optional]].copy()
+    for column in (*TEXT_COLUMNS, *optional):
         frame[column] = frame[column].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v))
                                           else str(v)).astype(object)
     frame["turn"] = pd.to_numeric(frame["turn"]).astype("int64")
