@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.config import ConfigError
 from pipeline.datasets import get_adapter, iemocap, meld, table
+from pipeline.datasets.base import RowFailure
 from pipeline.datasets.encoding import read_text, repair_text
 from pipeline.schema import MANIFEST_COLUMNS, MANIFEST_OPTIONAL_COLUMNS
 from tests.corpus_builders import (
@@ -100,7 +101,7 @@ def test_meld_missing_clip_is_a_failure_not_a_crash(tmp_path):
     assert "meld_dev_dia0_utt1" not in set(corpus.frame.utt_id)
     assert len(corpus.frame) == 6
     [failure] = corpus.failures
-    assert failure.stage == "prepare" and failure.utt_id == "meld_dev_dia0_utt1"
+    assert failure.utt_id == "meld_dev_dia0_utt1"
     assert failure.reason == f"media file not found: {root / 'dev_splits_complete' / 'dia0_utt1.mp4'}"
 
 
@@ -184,6 +185,7 @@ def test_iemocap_untranscribed_utterance_is_a_failure(tmp_path):
     assert failure.utt_id == "Ses01M_impro02_M000"
     where = "Session1/dialog/transcriptions/Ses01M_impro02.txt"
     assert failure.reason == f"no transcription line for this utterance in {where}"
+    assert failure == RowFailure("Ses01M_impro02_M000", failure.reason)  # prepare adds the stage
 
 
 def test_iemocap_configuration_errors(tmp_path):
@@ -345,7 +347,8 @@ def test_real_iemocap_tables(shared_data):
     assert frame.groupby("split").dialogue_id.nunique().to_dict() == {"train": 108, "dev": 12, "test": 31}
     test = frame[frame.split == "test"].label.value_counts().to_dict()
     assert test == {"hap": 144, "sad": 245, "neu": 384, "ang": 170, "exc": 299, "fru": 381}
-    assert set(frame[frame.split == "test"].dialogue_id.str[:5]) == {"Ses05"} == set(frame[frame.split == "test"].session)
+    tested = frame[frame.split == "test"]
+    assert set(tested.dialogue_id.str[:5]) == {"Ses05"} == set(tested.session)
     assert set(frame.seat_hint) == {"left", "right"}
     row = frame.set_index("utt_id").loc["Ses01F_impro01_F000"]
     assert row.media == "Session1/dialog/avi/DivX/Ses01F_impro01.avi"

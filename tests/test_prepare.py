@@ -92,7 +92,8 @@ def test_prepare_meld_records_missing_clip(tmp_path, monkeypatch, params):
     assert summary["splits"] == {"train": 2, "dev": 2, "test": 2}
     assert list(summary["labels"]) == ["neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"]
     [failure] = read_ledger(paths.stage_ledger("prepare"))
-    assert failure.utt_id == "meld_train_dia1_utt0" and failure.reason.startswith("media file not found: ")
+    assert failure.stage == "prepare" and failure.utt_id == "meld_train_dia1_utt0"  # an adapter failure, ledgered
+    assert failure.reason.startswith("media file not found: ")
     manifest = read_manifest()
     assert manifest.dataset == "meld" and len(manifest.frame) == 6
     assert manifest.frame.groupby("dialogue_id").turn.apply(list).to_dict()["meld_train_dia0"] == [0, 1]

@@ -5,10 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
-from pipeline.ledger import Failure
+
+class RowFailure(NamedTuple):
+    """An utterance the adapter could not turn into a manifest row, and why; `prepare` ledgers it."""
+
+    utt_id: str
+    reason: str
 
 
 @dataclass
@@ -16,6 +22,6 @@ class CorpusManifest:
     frame: pd.DataFrame  # columns pipeline.schema.MANIFEST_COLUMNS (+ optional truth columns)
     root: Path  # media paths in `frame.media` are relative to this folder
     labels: list[str]  # class order: index i of a model's logits is labels[i]
-    failures: list[Failure] = field(default_factory=list)  # stage "prepare"
+    failures: list[RowFailure] = field(default_factory=list)
     # rows left out on purpose, not failures (e.g. IEMOCAP labels outside the class set): reason -> count
     excluded: dict[str, int] = field(default_factory=dict)

@@ -29,14 +29,13 @@ import yaml
 
 from pipeline.code_fingerprint import code_fingerprint
 from pipeline.config import ConfigError, load_params
-from pipeline.datasets.base import CorpusManifest
+from pipeline.datasets.base import CorpusManifest, RowFailure
 from pipeline.datasets.demo_config import DemoConfig, parse
 from pipeline.datasets.demo_plan import plan_corpus
 from pipeline.datasets.demo_render import render_dialogue
 from pipeline.datasets.demo_video import ffmpeg_available
 from pipeline.datasets.demo_voice import espeak_available
 from pipeline.hooks import ProgressHook, silent_hook
-from pipeline.ledger import Failure
 from pipeline.runner import PlainRunner
 from pipeline.schema import MANIFEST_COLUMNS, MANIFEST_TRUTH_COLUMNS, require_columns
 from pipeline.tables import read_frame, read_metadata, write_frame
@@ -99,7 +98,7 @@ def build_manifest(dataset_params: Mapping[str, Any], root: Path) -> CorpusManif
     frame = read_frame(path)
     columns = list(MANIFEST_COLUMNS) + list(MANIFEST_TRUTH_COLUMNS)
     require_columns(frame, columns, str(path))
-    failures: list[Failure] = []
+    failures: list[RowFailure] = []
     keep = []
     inside = root.resolve()
     for media, rows in frame.groupby("media", sort=False):
@@ -111,7 +110,7 @@ def build_manifest(dataset_params: Mapping[str, Any], root: Path) -> CorpusManif
         if present:
             keep.extend(rows.index)
         else:
-            failures.extend(Failure("prepare", str(utt), reason) for utt in rows["utt_id"])
+            failures.extend(RowFailure(str(utt), reason) for utt in rows["utt_id"])
     manifest = frame.loc[sorted(keep), columns].reset_index(drop=True)
     return CorpusManifest(frame=manifest, root=root, labels=list(config.labels), failures=failures)
 

@@ -23,12 +23,10 @@ from typing import Any
 import pandas as pd
 
 from pipeline.config import ConfigError, section
-from pipeline.datasets.base import CorpusManifest
+from pipeline.datasets.base import CorpusManifest, RowFailure
 from pipeline.datasets.encoding import read_text, repair_text
-from pipeline.ledger import Failure
 from pipeline.schema import MANIFEST_COLUMNS, MANIFEST_OPTIONAL_COLUMNS, SPLITS
 
-STAGE = "prepare"
 DEFAULT_LABELS = ["hap", "sad", "neu", "ang", "exc", "fru"]
 TEST_SESSION = 5
 RELEASE_DIR = "IEMOCAP_full_release/"
@@ -109,7 +107,7 @@ def build_manifest(dataset_params: Mapping[str, Any], root: Path) -> CorpusManif
         raise ConfigError(f"params.yaml: 'dataset.root' is {root}, which holds no SessionN/dialog/EmoEvaluation "
                           "folders; point it at IEMOCAP_full_release/")
     rows: list[dict[str, Any]] = []
-    failures: list[Failure] = []
+    failures: list[RowFailure] = []
     excluded: Counter[str] = Counter()
     for session in sessions:
         dialog = session / "dialog"
@@ -125,7 +123,7 @@ def build_manifest(dataset_params: Mapping[str, Any], root: Path) -> CorpusManif
                     continue
                 if utt not in texts:
                     where = transcript.relative_to(root).as_posix()
-                    failures.append(Failure(STAGE, utt, f"no transcription line for this utterance in {where}"))
+                    failures.append(RowFailure(utt, f"no transcription line for this utterance in {where}"))
                     continue
                 rows.append({
                     "utt_id": utt, "dialogue_id": dialogue, "speaker": speaker_of(utt), "text": texts[utt],

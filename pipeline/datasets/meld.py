@@ -17,12 +17,10 @@ from typing import Any
 import pandas as pd
 
 from pipeline.config import ConfigError, section
-from pipeline.datasets.base import CorpusManifest
+from pipeline.datasets.base import CorpusManifest, RowFailure
 from pipeline.datasets.encoding import read_text, repair_text
-from pipeline.ledger import Failure
 from pipeline.schema import MANIFEST_COLUMNS, SPLITS
 
-STAGE = "prepare"
 # Class order of every MELD model: index i of the logits is LABELS[i].
 LABELS = ["neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"]
 DEFAULT_CSV = {"train": "train_sent_emo.csv", "dev": "dev_sent_emo.csv", "test": "test_sent_emo.csv"}
@@ -30,7 +28,7 @@ DEFAULT_CLIPS = {"train": "train_splits", "dev": "dev_splits_complete", "test": 
 REQUIRED_COLUMNS = ("Utterance", "Speaker", "Emotion", "Dialogue_ID", "Utterance_ID")
 
 
-def read_split(csv_path: Path, split: str, clips_dir: str) -> tuple[pd.DataFrame, list[Failure]]:
+def read_split(csv_path: Path, split: str, clips_dir: str) -> tuple[pd.DataFrame, list[RowFailure]]:
     """Parse one official CSV into manifest rows; rows without usable ids become failures.
 
     Media paths are where the clip should be (`clips_dir/diaD_uttU.mp4`); whether it exists is the
@@ -42,12 +40,12 @@ def read_split(csv_path: Path, split: str, clips_dir: str) -> tuple[pd.DataFrame
         raise ValueError(f"{csv_path}: not a MELD CSV, missing column(s) {', '.join(missing)}; "
                          f"has {', '.join(map(str, raw.columns))}")
     rows: list[dict[str, Any]] = []
-    failures: list[Failure] = []
+    failures: list[RowFailure] = []
     for number, record in enumerate(raw.to_dict("records"), start=1):
         dialogue, utterance = record["Dialogue_ID"].strip(), record["Utterance_ID"].strip()
         if not (dialogue.isdigit() and utterance.isdigit()):
             reason = f"Dialogue_ID {dialogue!r} / Utterance_ID {utterance!r} are not whole numbers ({csv_path.name})"
-            failures.append(Failure(STAGE, f"meld_{split}_row{number}", reason))
+            failures.append(RowFailure(f"meld_{split}_row{number}", reason))
             continue
         dia, utt = int(dialogue), int(utterance)
         dialogue_id = f"meld_{split}_dia{dia}"
@@ -76,7 +74,7 @@ def build_manifest(dataset_params: Mapping[str, Any], root: Path) -> CorpusManif
         raise ConfigError(f"params.yaml: 'dataset.root' is {root}, which is not a folder "
                           "(MELD expects the official CSVs and the MELD.Raw clip folders there)")
     frames: list[pd.DataFrame] = []
-    failures: list[Failure] = []
+    failures: list[RowFailure] = []
     for split in (s for s in SPLITS if s in csv_names):
         csv_path = root / csv_names[split]
         if not csv_path.is_file():
@@ -88,7 +86,7 @@ def build_manifest(dataset_params: Mapping[str, Any], root: Path) -> CorpusManif
         frame, split_failures = read_split(csv_path, split, clip_dirs[split])
         failures += split_failures
         present = frame["media"].map(lambda media: (root / media).is_file())
-        failures += [Failure(STAGE, utt, f"media file not found: {root / media}")
+        failures += [RowFailure(utt, f"media file not found: {root / media}")
                      for utt, media in zip(frame.loc[~present, "utt_id"], frame.loc[~present, "media"])]
         frames.append(frame[present])
     if not frames:

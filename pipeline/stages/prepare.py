@@ -53,7 +53,7 @@ def run(params: Mapping[str, Any], runner: Runner, arg: str | None = None) -> di
     runner.hook(STAGE, 0, len(frame))
     kept, problems = check_rows(frame, Path(corpus.root), corpus.labels)
     runner.hook(STAGE, len(frame), len(frame))
-    failures = [*corpus.failures, *problems]
+    failures = [*(Failure(STAGE, utt_id, reason) for utt_id, reason in corpus.failures), *problems]
     total = len(frame) + len(corpus.failures)
 
     if kept.empty:
