@@ -24,12 +24,12 @@ ANY = None  # a sub-block whose keys another layer validates (or free-form by de
 
 ALLOWED: dict[str, Any] = {
     "dataset": {
-        "name": ..., "root": ...,
+        "name": ..., "root": ..., "media": ...,
         "demo": {"seed": ..., "dialogues": ..., "turns": ..., "people": ..., "labels": ..., "label_weights": ...,
                  "stay_probability": ..., "cue_fidelity": {"text": ..., "audio": ..., "visual": ...},
                  "split": ..., "width": ..., "height": ..., "fps": ...},
         "meld": {"csv": ANY, "clips": ANY},  # split names: checked by the MELD adapter
-        "iemocap": {"labels": ..., "dev_dialogues": ..., "dev_seed": ...},
+        "iemocap": {"labels": ..., "dev_dialogues": ..., "dev_seed": ..., "layout": ...},
         "table": {"path": ..., "columns": ANY},  # manifest fields: checked by the table adapter
     },
     "cut": {"sample_rate": ..., "max_seconds": ..., "min_seconds": ...},

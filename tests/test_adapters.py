@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 
 import pandas as pd
 import pytest
@@ -105,6 +106,19 @@ def test_meld_missing_clip_is_a_failure_not_a_crash(tmp_path):
     assert failure.reason == f"media file not found: {root / 'dev_splits_complete' / 'dia0_utt1.mp4'}"
 
 
+def test_meld_text_only_run_needs_no_clip_folders(tmp_path):
+    root = build_meld(tmp_path / "MELD")
+    for folder in ("train_splits", "dev_splits_complete", "output_repeated_splits_test"):
+        shutil.rmtree(root / folder)
+    with pytest.raises(ConfigError, match=r"dataset\.meld\.clips\.train"):
+        meld.build_manifest(dataset_params(), root)  # media expected: the clip folders must be there
+    corpus = meld.build_manifest(dataset_params(media=False), root)
+    assert len(corpus.frame) == 7 and corpus.failures == []
+    assert corpus.frame.set_index("utt_id").loc["meld_dev_dia0_utt1", "media"] == "dev_splits_complete/dia0_utt1.mp4"
+    with pytest.raises(ConfigError, match=r"dataset\.media.*true or false"):
+        meld.build_manifest(dataset_params(media="no"), root)
+
+
 def test_meld_bad_ids_are_failures_and_blank_rows_kept(tmp_path):
     root = build_meld(tmp_path / "MELD")
     text = MELD_HEADER + meld_row(1, "", "Joey", "sadness", 0, 0) + meld_row(2, "Hey.", "Monica", "disgust", 0, "x")
@@ -198,6 +212,40 @@ def test_iemocap_configuration_errors(tmp_path):
         iemocap.build_manifest(dataset_params(iemocap__dev_seed="zero"), root)
     with pytest.raises(ConfigError, match=r"dataset\.root.*IEMOCAP_full_release"):
         iemocap.build_manifest(dataset_params(), tmp_path)
+
+
+def write_iemocap_tables(folder, rows_by_split):
+    """`IEMOCAP_{split}.csv` with the reference tables' columns; rows are (utterance id, start, end, emotion, text)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, rows in rows_by_split.items():
+        pd.DataFrame([{"Utterance": text, "Speaker": utt, "Dialogue_ID": utt.rsplit("_", 1)[0], "Start_Time": start,
+                       "End_Time": end, "Wav_Path": "", "Emotion": emotion,
+                       "Video_Path": f"./IEMOCAP_full_release/Session{int(utt[3:5])}/dialog/avi/DivX/"
+                                     f"{utt.rsplit('_', 1)[0]}.avi"}
+                      for utt, start, end, emotion, text in rows]).to_csv(folder / f"IEMOCAP_{split}.csv", index=False)
+    return folder
+
+
+def test_iemocap_tables_layout_keeps_the_tables_splits(tmp_path):
+    folder = write_iemocap_tables(tmp_path / "tables", {
+        "train": [("Ses01F_impro01_M000", 2.0, 3.0, "neu", "Hi."), ("Ses01F_impro01_F000", 1.0, 2.0, "sad", "Oh.")],
+        "dev": [("Ses02M_impro03_F000", 1.0, 2.0, "ang", "No!"), ("Ses02M_impro03_M000", 2.5, 3.0, "sur", "Eh?")],
+        "test": [("Ses05F_impro07_F000", 0.5, 1.5, "hap", "Yay.")],
+    })
+    corpus = get_adapter("iemocap")(dataset_params(iemocap__layout="tables", media=False), folder)
+    frame = corpus.frame.set_index("utt_id")
+    assert list(corpus.frame.columns) == [*MANIFEST_COLUMNS, *MANIFEST_OPTIONAL_COLUMNS] and corpus.root == folder
+    assert dict(frame.split) == {"Ses01F_impro01_F000": "train", "Ses01F_impro01_M000": "train",
+                                 "Ses02M_impro03_F000": "dev", "Ses05F_impro07_F000": "test"}
+    assert corpus.excluded == {"label 'sur' not in dataset.iemocap.labels": 1}
+    assert frame.loc["Ses01F_impro01_F000", "turn"] == 0 and frame.loc["Ses01F_impro01_M000", "turn"] == 1
+    assert frame.loc["Ses02M_impro03_F000", "media"] == "Session2/dialog/avi/DivX/Ses02M_impro03.avi"
+    assert (frame.loc["Ses02M_impro03_F000", "session"], frame.loc["Ses02M_impro03_F000", "seat_hint"]) == (
+        "Ses02", "right")
+    with pytest.raises(ConfigError, match=r"dataset\.root.*layout: tables.*IEMOCAP_train\.csv"):
+        iemocap.build_manifest(dataset_params(iemocap__layout="tables"), tmp_path)
+    with pytest.raises(ConfigError, match=r"dataset\.iemocap\.layout.*release, tables"):
+        iemocap.build_manifest(dataset_params(iemocap__layout="csv"), folder)
 
 
 def test_iemocap_speaker_is_the_turn_gender_not_the_marker_session():

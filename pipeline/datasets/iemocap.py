@@ -6,6 +6,10 @@ majority label per utterance), `SessionN/dialog/transcriptions/<dialogue>.txt` (
 six classes and holds out Session 5 as test; dev dialogues are carved from sessions 1–4 by a seeded
 shuffle so model selection never sees the test speakers.
 
+`dataset.iemocap.layout: tables` reads the standard 6-class utterance tables instead
+(`IEMOCAP_{train,dev,test}.csv` in `dataset.root`, splits as given there); their media paths name
+the release's videos, so without the release beside them the run is text-only (`dataset.media: false`).
+
 Two IEMOCAP facts travel in optional manifest columns, so no other module needs IEMOCAP's naming:
 `session` (`Ses01`..., for leave-one-session-out folds) and `seat_hint` (`left` or `right`, the
 speaker's half of the shared video, for `speaker.method: gender_side`).
@@ -22,13 +26,14 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.config import ConfigError, section
+from pipeline.config import ConfigError, choice, section
 from pipeline.datasets.base import CorpusManifest, RowFailure
 from pipeline.datasets.encoding import read_text, repair_text
 from pipeline.schema import MANIFEST_COLUMNS, MANIFEST_OPTIONAL_COLUMNS, SPLITS
 
 DEFAULT_LABELS = ["hap", "sad", "neu", "ang", "exc", "fru"]
 TEST_SESSION = 5
+LAYOUTS = ("release", "tables")  # the full release tree, or the three utterance tables
 RELEASE_DIR = "IEMOCAP_full_release/"
 
 # `[6.2901 - 8.2357]	Ses01F_impro01_F000	neu	[2.5000, 2.5000, 2.5000]`
@@ -101,7 +106,10 @@ def build_manifest(dataset_params: Mapping[str, Any], root: Path) -> CorpusManif
     labels = _labels(section(params, "dataset.iemocap.labels"))
     dev_count = _whole_number(section(params, "dataset.iemocap.dev_dialogues"), "dataset.iemocap.dev_dialogues")
     dev_seed = _whole_number(section(params, "dataset.iemocap.dev_seed"), "dataset.iemocap.dev_seed")
+    layout = choice(section(params, "dataset.iemocap").get("layout", "release"), "dataset.iemocap.layout", LAYOUTS)
     root = Path(root)
+    if layout == "tables":
+        return _from_tables(root, labels)
     sessions = sorted(p for p in root.glob("Session*") if (p / "dialog" / "EmoEvaluation").is_dir())
     if not sessions:
         raise ConfigError(f"params.yaml: 'dataset.root' is {root}, which holds no SessionN/dialog/EmoEvaluation "
@@ -141,7 +149,7 @@ def load_reference_tables(folder: str | Path) -> pd.DataFrame:
     """The standard 6-class utterance tables `IEMOCAP_{train,dev,test}.csv` as one manifest frame.
 
     Their `Video_Path` points into an `IEMOCAP_full_release/` tree; `media` keeps the part below it,
-    so the frame matches what `build_manifest` gives for the same release. Used by text benchmarks.
+    so the frame matches what `build_manifest` gives for the same release (`layout: tables`).
     """
     folder = Path(folder)
     frames = []
@@ -163,6 +171,18 @@ def load_reference_tables(folder: str | Path) -> pd.DataFrame:
             "end": pd.to_numeric(raw["End_Time"], errors="coerce"),
         }))
     return _number_turns(pd.concat(frames, ignore_index=True))
+
+
+def _from_tables(root: Path, labels: list[str]) -> CorpusManifest:
+    """`layout: tables`: the utterance tables' rows with a label in `dataset.iemocap.labels`."""
+    try:
+        frame = load_reference_tables(root)
+    except FileNotFoundError as error:
+        raise ConfigError(f"params.yaml: 'dataset.root' with 'dataset.iemocap.layout: tables': {error}") from None
+    known = frame["label"].isin(labels)
+    excluded = Counter(f"label {label!r} not in dataset.iemocap.labels" for label in frame.loc[~known, "label"])
+    return CorpusManifest(frame=frame[known].reset_index(drop=True), root=root, labels=labels,
+                          excluded=dict(excluded))
 
 
 def _splits(frame: pd.DataFrame, dev_count: int, seed: int) -> pd.Series:
