@@ -74,10 +74,11 @@ def test_the_workspace_dag_has_no_media_stage_and_matches_its_params(tmp_path):
     dvc_yaml = tmp_path / "dvc.yaml"
     dvc_yaml.write_text(render(dvc_yaml.read_text(), params))  # what write_params does in the workspace
     stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
-    assert not set(bench.MEDIA_STAGES) & set(stages)
+    assert not {"demo_corpus", "cut", "faces", "lipsync_train", "speaker", "finetune_text"} & set(stages)
     assert {"prepare", "features", "train", "evaluate", "refine", "evaluate_refined"} <= set(stages)
     deps = stages["features"]["do"]["deps"]
-    assert "data/manifest.parquet" in deps and not set(bench.MEDIA_DEPS) & set(deps)
+    assert "data/manifest.parquet" in deps
+    assert not {"${dataset.root}", "data/cuts.parquet", "data/audio", "data/speaker_tracks"} & set(deps)
     assert set(stages["train"]["foreach"]) == set(params["models"]) and set(stages["refine"]["foreach"]) == {"mrd"}
     assert check(params, dvc_yaml) == []  # the check every stage runs first under DVC
 
