@@ -41,6 +41,7 @@ import yaml
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))  # before this folder, whose pipeline.py would shadow the package
 
+from benchmarks.ablations import stages_run  # noqa: E402
 from benchmarks.workspace import apply_overrides, prepare_workspace, run_measured, write_params  # noqa: E402
 from pipeline.manifest import read_manifest  # noqa: E402
 from pipeline.provenance import KEYS, file_inputs, provenance  # noqa: E402
@@ -119,11 +120,6 @@ def wanted_rows(models: str | None, params: Mapping[str, Any]) -> list[str]:
 
 
 # ---------------------------------------------------------------- running the stages
-
-
-def stages_run(output: str) -> set[str]:
-    """The stages a `dvc repro` actually ran, from its 'Running stage' lines."""
-    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
 
 
 def repro(workdir: Path, stage: str, log) -> tuple[float, bool]:
