@@ -49,7 +49,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from pipeline.config import load_params  # noqa: E402
-from pipeline.datasets.demo_video import encode_mp4  # noqa: E402
+from pipeline.datasets.demo.video import encode_mp4  # noqa: E402
 from pipeline.hooks import silent_hook  # noqa: E402
 from pipeline.manifest import write_manifest  # noqa: E402
 from pipeline.media import iter_frames, probe, read_audio  # noqa: E402

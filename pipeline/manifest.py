@@ -18,6 +18,7 @@ class Manifest:
     root: Path  # corpus root; `frame.media` is relative to it
     labels: list[str]  # class order
     dataset: str
+    media: bool = True  # False: a text-only corpus (`dataset.media: false`), no media was checked or cut
 
     def media_path(self, relative: str) -> Path:
         return resolve_media(self.root, relative)
@@ -37,10 +38,11 @@ def resolve_media(root: Path, relative: str) -> Path:
 
 
 def write_manifest(frame: pd.DataFrame, root: Path, labels: list[str], dataset: str,
-                   path: Path = paths.MANIFEST) -> Path:
+                   path: Path = paths.MANIFEST, media: bool = True) -> Path:
+    """Sorted by split, dialogue and turn; a text-only corpus is marked `media: false` in the metadata."""
     require_columns(frame, MANIFEST_COLUMNS, "manifest")
     frame = frame.sort_values(["split", "dialogue_id", "turn"], kind="stable").reset_index(drop=True)
-    meta = {"dataset": dataset, "root": str(root), "labels": list(labels)}
+    meta = {"dataset": dataset, "root": str(root), "labels": list(labels)} | ({} if media else {"media": False})
     return write_frame(frame, path, meta)
 
 
@@ -50,4 +52,5 @@ def read_manifest(path: Path = paths.MANIFEST) -> Manifest:
     frame = read_frame(path)
     require_columns(frame, MANIFEST_COLUMNS, str(path))
     meta = read_metadata(path)
-    return Manifest(frame=frame, root=Path(meta["root"]), labels=list(meta["labels"]), dataset=meta["dataset"])
+    return Manifest(frame=frame, root=Path(meta["root"]), labels=list(meta["labels"]), dataset=meta["dataset"],
+                    media=bool(meta.get("media", True)))

@@ -19,6 +19,10 @@ MANIFEST_COLUMNS = ("utt_id", "dialogue_id", "turn", "speaker", "text", "label",
 # Optional ground truth some corpora (the demo) provide so later stages can be scored:
 # `true_speaker` = index into `true_boxes` (JSON list of [x1, y1, x2, y2] in source pixels).
 MANIFEST_TRUTH_COLUMNS = ("true_speaker", "true_boxes")
+# Optional corpus facts an adapter writes so that its rules stay in the adapter: `session` (recording
+# session of the dialogue, e.g. IEMOCAP `Ses01`; read by `folds: session`) and `seat_hint` (`left` or
+# `right`: the speaker's half of a shared frame; read by `speaker.method: gender_side`).
+MANIFEST_OPTIONAL_COLUMNS = ("session", "seat_hint")
 
 # data/cuts.parquet — one row per utterance that has usable media. Frames are indices into the
 # source video (no re-encode): [start_frame, end_frame). `audio` is the 16 kHz mono wav path.

@@ -7,7 +7,8 @@ LipSyncNet and simple baselines are interchangeable:
 * `lipsyncnet`: audio-visual synchrony from the self-trained LipSyncNet (`LipSyncScorer`);
 * `mouth_motion`: correlation of mouth-region motion with loudness changes (no training);
 * `first_face`, `largest_face`: what pipelines without speaker choice do;
-* `gender_side`: IEMOCAP only, the speaker's half of the split-screen frame (see `GenderSideScorer`).
+* `gender_side`: the speaker's half of a split-screen frame, as the corpus adapter wrote it in the
+  manifest's `seat_hint` column (IEMOCAP's adapter does; see `SeatHintScorer`).
 """
 
 from __future__ import annotations
@@ -53,8 +54,7 @@ class UtteranceContext:
     fps: float
     width: int = 0
     height: int = 0
-    speaker: str | None = None  # manifest speaker (e.g. IEMOCAP `Ses01_F`)
-    dialogue_id: str | None = None
+    seat_hint: str | None = None  # manifest `seat_hint`: the speaker's half of a shared frame (left | right)
 
 
 class TrackScorer(Protocol):
@@ -152,34 +152,24 @@ class LargestFaceScorer:
         return {clip.track_id: clip.mean_area / total for clip in clips}
 
 
-def iemocap_side(dialogue_or_utt_id: str, speaker: str) -> str:
-    """`left` or `right`: where an IEMOCAP speaker sits in the dialogue video.
+SEAT_CENTRES = {"left": 0.25, "right": 0.75}  # horizontal middle of each half, as a share of the width
 
-    IEMOCAP dialogue videos show the two actors of a session side by side. The letter after the
-    session number (`Ses01F_...`) names the actor wearing the motion-capture markers, and that actor
-    is on the left half; the speaker's own letter (`Ses01_F` in the manifest, from `..._F000`) says
-    who talks. Same letter: left half, else the right half. This is the rule MERBench uses
-    (`func_find_tgt_pos` in MERTools' IEMOCAP preprocessing).
+
+class SeatHintScorer:
+    """The track nearest the middle of the half of the frame the manifest's `seat_hint` names.
+
+    Corpora that film two people side by side know who sits where (IEMOCAP: from its ids); their
+    adapter writes the hint, so this scorer needs no corpus rule of its own.
     """
-    marker = dialogue_or_utt_id[5:6].upper()
-    gender = speaker.strip()[-1:].upper()
-    if marker not in ("F", "M") or gender not in ("F", "M"):
-        raise ValueError(f"not an IEMOCAP id/speaker pair: {dialogue_or_utt_id!r}, {speaker!r}")
-    return "left" if marker == gender else "right"
-
-
-class GenderSideScorer:
-    """IEMOCAP: the track nearest the middle of the speaker's half of the frame (`iemocap_side`)."""
 
     needs_frames = False
     scores_single = False
 
     def score(self, clips: list[TrackClip], context: UtteranceContext) -> dict[int, float]:
-        key = context.dialogue_id or context.utt_id
-        if not context.speaker or not context.width:
-            raise ValueError("gender_side needs the manifest speaker and the frame width")
-        side = iemocap_side(key, context.speaker)
-        target = 0.25 if side == "left" else 0.75
+        if context.seat_hint not in SEAT_CENTRES or not context.width:
+            raise ValueError(f"gender_side needs the manifest's seat_hint ({' or '.join(SEAT_CENTRES)}, written by "
+                             f"the corpus adapter, e.g. IEMOCAP's) and the frame width; got {context.seat_hint!r}")
+        target = SEAT_CENTRES[context.seat_hint]
         return {clip.track_id: 1.0 - abs(clip.mean_centre_x / context.width - target) for clip in clips}
 
 
@@ -354,7 +344,7 @@ SCORERS: dict[str, Callable[[Mapping[str, Any]], TrackScorer]] = {
     "mouth_motion": lambda cfg: MouthMotionScorer(),
     "first_face": lambda cfg: FirstFaceScorer(),
     "largest_face": lambda cfg: LargestFaceScorer(),
-    "gender_side": lambda cfg: GenderSideScorer(),
+    "gender_side": lambda cfg: SeatHintScorer(),
 }
 
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+import shutil
 
 import pandas as pd
 import pytest
 
 from pipeline.config import ConfigError
 from pipeline.datasets import get_adapter, iemocap, meld, table
+from pipeline.datasets.base import RowFailure
 from pipeline.datasets.encoding import read_text, repair_text
-from pipeline.schema import MANIFEST_COLUMNS
+from pipeline.schema import MANIFEST_COLUMNS, MANIFEST_OPTIONAL_COLUMNS
 from tests.corpus_builders import (
     MELD_HEADER,
     build_iemocap,
@@ -100,8 +102,21 @@ def test_meld_missing_clip_is_a_failure_not_a_crash(tmp_path):
     assert "meld_dev_dia0_utt1" not in set(corpus.frame.utt_id)
     assert len(corpus.frame) == 6
     [failure] = corpus.failures
-    assert failure.stage == "prepare" and failure.utt_id == "meld_dev_dia0_utt1"
+    assert failure.utt_id == "meld_dev_dia0_utt1"
     assert failure.reason == f"media file not found: {root / 'dev_splits_complete' / 'dia0_utt1.mp4'}"
+
+
+def test_meld_text_only_run_needs_no_clip_folders(tmp_path):
+    root = build_meld(tmp_path / "MELD")
+    for folder in ("train_splits", "dev_splits_complete", "output_repeated_splits_test"):
+        shutil.rmtree(root / folder)
+    with pytest.raises(ConfigError, match=r"dataset\.meld\.clips\.train"):
+        meld.build_manifest(dataset_params(), root)  # media expected: the clip folders must be there
+    corpus = meld.build_manifest(dataset_params(media=False), root)
+    assert len(corpus.frame) == 7 and corpus.failures == []
+    assert corpus.frame.set_index("utt_id").loc["meld_dev_dia0_utt1", "media"] == "dev_splits_complete/dia0_utt1.mp4"
+    with pytest.raises(ConfigError, match=r"dataset\.media.*true or false"):
+        meld.build_manifest(dataset_params(media="no"), root)
 
 
 def test_meld_bad_ids_are_failures_and_blank_rows_kept(tmp_path):
@@ -136,7 +151,7 @@ def test_iemocap_labels_speakers_times_and_turns(tmp_path):
     root = build_iemocap(tmp_path / "IEMOCAP_full_release")
     corpus = get_adapter("iemocap")(dataset_params(iemocap__dev_dialogues=1), root)
     frame = corpus.frame.set_index("utt_id")
-    assert list(corpus.frame.columns) == list(MANIFEST_COLUMNS)
+    assert list(corpus.frame.columns) == [*MANIFEST_COLUMNS, *MANIFEST_OPTIONAL_COLUMNS]
     assert corpus.labels == ["hap", "sad", "neu", "ang", "exc", "fru"]
     # xxx, sur (Session 1) and fea (Session 2) are outside the six classes: counted, not failures
     assert corpus.failures == []
@@ -184,6 +199,7 @@ def test_iemocap_untranscribed_utterance_is_a_failure(tmp_path):
     assert failure.utt_id == "Ses01M_impro02_M000"
     where = "Session1/dialog/transcriptions/Ses01M_impro02.txt"
     assert failure.reason == f"no transcription line for this utterance in {where}"
+    assert failure == RowFailure("Ses01M_impro02_M000", failure.reason)  # prepare adds the stage
 
 
 def test_iemocap_configuration_errors(tmp_path):
@@ -198,9 +214,64 @@ def test_iemocap_configuration_errors(tmp_path):
         iemocap.build_manifest(dataset_params(), tmp_path)
 
 
+def write_iemocap_tables(folder, rows_by_split):
+    """`IEMOCAP_{split}.csv` with the reference tables' columns; rows are (utterance id, start, end, emotion, text)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, rows in rows_by_split.items():
+        pd.DataFrame([{"Utterance": text, "Speaker": utt, "Dialogue_ID": utt.rsplit("_", 1)[0], "Start_Time": start,
+                       "End_Time": end, "Wav_Path": "", "Emotion": emotion,
+                       "Video_Path": f"./IEMOCAP_full_release/Session{int(utt[3:5])}/dialog/avi/DivX/"
+                                     f"{utt.rsplit('_', 1)[0]}.avi"}
+                      for utt, start, end, emotion, text in rows]).to_csv(folder / f"IEMOCAP_{split}.csv", index=False)
+    return folder
+
+
+def test_iemocap_tables_layout_keeps_the_tables_splits(tmp_path):
+    folder = write_iemocap_tables(tmp_path / "tables", {
+        "train": [("Ses01F_impro01_M000", 2.0, 3.0, "neu", "Hi."), ("Ses01F_impro01_F000", 1.0, 2.0, "sad", "Oh.")],
+        "dev": [("Ses02M_impro03_F000", 1.0, 2.0, "ang", "No!"), ("Ses02M_impro03_M000", 2.5, 3.0, "sur", "Eh?")],
+        "test": [("Ses05F_impro07_F000", 0.5, 1.5, "hap", "Yay.")],
+    })
+    corpus = get_adapter("iemocap")(dataset_params(iemocap__layout="tables", media=False), folder)
+    frame = corpus.frame.set_index("utt_id")
+    assert list(corpus.frame.columns) == [*MANIFEST_COLUMNS, *MANIFEST_OPTIONAL_COLUMNS] and corpus.root == folder
+    assert dict(frame.split) == {"Ses01F_impro01_F000": "train", "Ses01F_impro01_M000": "train",
+                                 "Ses02M_impro03_F000": "dev", "Ses05F_impro07_F000": "test"}
+    assert corpus.excluded == {"label 'sur' not in dataset.iemocap.labels": 1}
+    assert frame.loc["Ses01F_impro01_F000", "turn"] == 0 and frame.loc["Ses01F_impro01_M000", "turn"] == 1
+    assert frame.loc["Ses02M_impro03_F000", "media"] == "Session2/dialog/avi/DivX/Ses02M_impro03.avi"
+    assert (frame.loc["Ses02M_impro03_F000", "session"], frame.loc["Ses02M_impro03_F000", "seat_hint"]) == (
+        "Ses02", "right")
+    with pytest.raises(ConfigError, match=r"dataset\.root.*layout: tables.*IEMOCAP_train\.csv"):
+        iemocap.build_manifest(dataset_params(iemocap__layout="tables"), tmp_path)
+    with pytest.raises(ConfigError, match=r"dataset\.iemocap\.layout.*release, tables"):
+        iemocap.build_manifest(dataset_params(iemocap__layout="csv"), folder)
+
+
 def test_iemocap_speaker_is_the_turn_gender_not_the_marker_session():
     assert iemocap.speaker_of("Ses01F_impro01_M003") == "Ses01_M"
     assert iemocap.speaker_of("Ses03M_script02_2_F012") == "Ses03_F"
+
+
+@pytest.mark.parametrize(("dialogue", "speaker", "seat"), [
+    ("Ses01F_impro01", "Ses01_F", "left"), ("Ses01F_impro01", "Ses01_M", "right"),
+    ("Ses03M_script02_1", "Ses03_M", "left"), ("Ses05M_impro04", "Ses05_F", "right"),
+    ("dia1", "Joey", ""),
+])
+def test_iemocap_marker_actor_sits_on_the_left(dialogue, speaker, seat):
+    assert iemocap.seat_of(dialogue, speaker) == seat
+
+
+def test_iemocap_writes_each_dialogues_session_and_each_speakers_seat(tmp_path):
+    corpus = iemocap.build_manifest(dataset_params(iemocap__dev_dialogues=1), build_iemocap(tmp_path / "release"))
+    frame = corpus.frame.set_index("utt_id")
+    assert dict(frame.groupby("dialogue_id")["session"].first()) == {
+        "Ses01F_impro01": "Ses01", "Ses01F_script01_1": "Ses01", "Ses02F_impro05": "Ses02",
+        "Ses02M_impro03": "Ses02", "Ses05F_impro07": "Ses05"}
+    assert frame.loc["Ses01F_impro01_F000", "seat_hint"] == "left"
+    assert frame.loc["Ses01F_impro01_M000", "seat_hint"] == "right"
+    assert frame.loc["Ses02M_impro03_M000", "seat_hint"] == "left"
+    assert iemocap.session_of("Ses03M_script01_2") == "Ses03" and iemocap.session_of("dia7") == ""
 
 
 # --- table -------------------------------------------------------------------------------------
@@ -318,13 +389,15 @@ def test_real_meld_tables(shared_data):
 def test_real_iemocap_tables(shared_data):
     folder = shared_data / "iemocap"
     frame = iemocap.load_reference_tables(folder)
-    assert list(frame.columns) == list(MANIFEST_COLUMNS)
+    assert list(frame.columns) == [*MANIFEST_COLUMNS, *MANIFEST_OPTIONAL_COLUMNS]
     assert frame.split.value_counts().to_dict() == {"train": 5163, "dev": 647, "test": 1623}
     assert frame.utt_id.is_unique
     assert frame.groupby("split").dialogue_id.nunique().to_dict() == {"train": 108, "dev": 12, "test": 31}
     test = frame[frame.split == "test"].label.value_counts().to_dict()
     assert test == {"hap": 144, "sad": 245, "neu": 384, "ang": 170, "exc": 299, "fru": 381}
-    assert set(frame[frame.split == "test"].dialogue_id.str[:5]) == {"Ses05"}
+    tested = frame[frame.split == "test"]
+    assert set(tested.dialogue_id.str[:5]) == {"Ses05"} == set(tested.session)
+    assert set(frame.seat_hint) == {"left", "right"}
     row = frame.set_index("utt_id").loc["Ses01F_impro01_F000"]
     assert row.media == "Session1/dialog/avi/DivX/Ses01F_impro01.avi"
     assert (row.speaker, row.text, row.start, row.end, row.turn) == ("Ses01_F", "Excuse me.", 6.2901, 8.2357, 0)

@@ -426,20 +426,37 @@ def test_unweighted_accuracy_is_mean_recall():
     assert scores["weighted_f1"] == pytest.approx(skm.f1_score(truth, predicted, average="weighted"))
 
 
+def _sessions_manifest(ids: list[str]) -> pd.DataFrame:
+    """Two utterances per dialogue; `session` as an IEMOCAP-style adapter writes it (`Ses01F_impro00` -> Ses01)."""
+    return pd.DataFrame({"dialogue_id": [d for d in ids for _ in range(2)],
+                         "session": [d[:5] for d in ids for _ in range(2)]})
+
+
 def test_session_folds_test_every_dialogue_once_and_select_on_other_sessions():
     ids = [f"Ses{s:02d}{g}_impro{d:02d}" for s in (1, 2, 3) for g in "FM" for d in range(5)]
-    folds = session_folds(ids, 0.1)
+    folds = session_folds(_sessions_manifest(ids), 0.1)
     assert [f.held_out for f in folds] == ["Ses01", "Ses02", "Ses03"]
     tested = [d for f in folds for d in f.dialogues("test")]
     assert sorted(tested) == sorted(ids)
     for fold in folds:
         assert all(d.startswith(fold.held_out) for d in fold.dialogues("test"))
         assert len(fold.dialogues("dev")) == 2 and not any(d.startswith(fold.held_out) for d in fold.dialogues("dev"))
-    assert session_folds(ids, 0.1)[0].split_of == folds[0].split_of  # deterministic
-    with pytest.raises(ConfigError, match=r"models\.m\.folds.*SesNN.*dia7"):
-        session_folds(ids + ["dia7"], 0.1, "m")
+    assert session_folds(_sessions_manifest(ids), 0.1)[0].split_of == folds[0].split_of  # deterministic
+    # the first fold's dev dialogues as the session regex on dialogue ids chose them (same seeded shuffle)
+    assert folds[0].dialogues("dev") == ["Ses02F_impro04", "Ses03M_impro04"]
+
+
+def test_session_folds_read_the_manifests_session_column_only():
+    ids = [f"talk{d}" for d in range(6)]
+    manifest = pd.DataFrame({"dialogue_id": ids, "session": ["a", "a", "b", "b", "c", "c"]})
+    assert [f.held_out for f in session_folds(manifest, 0.2)] == ["a", "b", "c"]
+    assert session_folds(manifest, 0.2)[1].dialogues("test") == ["talk2", "talk3"]
+    with pytest.raises(ConfigError, match=r"models\.m\.folds.*no `session` column"):
+        session_folds(manifest.drop(columns="session"), 0.1, "m")
+    with pytest.raises(ConfigError, match=r"models\.m\.folds.*no session.*talk6"):
+        session_folds(pd.concat([manifest, pd.DataFrame({"dialogue_id": ["talk6"], "session": [None]})]), 0.1, "m")
     with pytest.raises(ConfigError, match="two or more sessions"):
-        session_folds(ids[:10], 0.1, "m")
+        session_folds(manifest.assign(session="a"), 0.1, "m")
 
 
 def _stage_params(**block) -> dict:

@@ -244,3 +244,18 @@ def test_killed_run_resumes_without_recomputing_or_duplicating(tmp_path, voice, 
     clean_ids, reference = read_vectors(clean / paths.features_path("audio"))
     assert resumed_ids == clean_ids and len(set(resumed_ids)) == RESUME_DIALOGUES * 3
     np.testing.assert_array_equal(resumed, reference)
+
+
+def test_a_text_only_corpus_needs_no_cuts_and_reads_every_utterance(tmp_path, monkeypatch, params, tiny_model):
+    monkeypatch.chdir(tmp_path)
+    rows = [{"utt_id": f"d0/{t}", "dialogue_id": "d0", "turn": t, "speaker": "ab"[t % 2], "text": TEXTS[t],
+             "label": "neutral", "split": "train", "media": "never/there.mp4", "start": float("nan"),
+             "end": float("nan")} for t in range(3)]
+    write_manifest(pd.DataFrame(rows), tmp_path / "corpus", ["neutral"], "test", media=False)
+    params["features"]["text"].update({"model": str(tiny_model), "context": 0, "batch_size": 4})
+    summary = features.run(params, _runner(), "text")
+    ids, vectors = read_vectors(paths.features_path("text"))
+    assert ids == ["d0/0", "d0/1", "d0/2"] and np.isfinite(vectors).all() and summary["failures"] == 0
+    assert not paths.CUTS.exists()
+    with pytest.raises(ConfigError, match=r"features\.audio.*text-only"):
+        features.run(params, _runner(), "audio")

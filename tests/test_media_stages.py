@@ -149,6 +149,25 @@ def test_baseline_scorers_are_selectable(ran, method):
     assert read_frame(root / paths.SPEAKER).method.eq(method).all()
 
 
+def test_gender_side_follows_the_seat_hint_the_corpus_adapter_wrote(ran, corpus):
+    root, _, _, params = ran
+    _, corpus_dir, frame, _ = corpus
+    params = json.loads(json.dumps(params))
+    params["speaker"]["method"] = "gender_side"
+    seats = {"two/0": "left", "two/1": "right", "three/0": "right"}
+    try:
+        write_manifest(frame.assign(seat_hint=frame.utt_id.map(seats).fillna("")), corpus_dir, LABELS, "test")
+        speaker.run(params, PlainRunner(workers=1, hook=silent_hook))
+    finally:
+        write_manifest(frame, corpus_dir, LABELS, "test")
+    chosen = read_frame(root / paths.SPEAKER).set_index("utt_id")
+    tracks, widths = read_frame(root / paths.FACES), read_frame(root / paths.CUTS).set_index("utt_id").width
+    for utt, seat in seats.items():
+        track = tracks[(tracks.utt_id == utt) & (tracks.track_id == chosen.loc[utt, "track_id"])]
+        assert chosen.loc[utt, "reason"] == "scored"
+        assert (((track.x1 + track.x2) / 2).mean() / widths[utt] < 0.5) == (seat == "left")
+
+
 @pytest.fixture(scope="module")
 def lipsync_trained(ran):
     """A few LipSyncNet training steps on the fixture corpus through the real stage."""

@@ -17,6 +17,7 @@ from pipeline.runner import PlainRunner
 from pipeline.schema import MANIFEST_COLUMNS
 from pipeline.stages import get_stage
 from pipeline.stages.prepare import EmptyManifestError, run
+from pipeline.tables import read_metadata
 from tests.corpus_builders import build_iemocap, build_meld, touch
 
 RUNNER = PlainRunner(workers=1, hook=silent_hook)
@@ -58,7 +59,8 @@ def test_prepare_writes_manifest_and_ledger_with_reasons(tmp_path, monkeypatch, 
     summary = run(table_params(params, GOOD + BAD), PlainRunner(workers=1, hook=hook))
 
     manifest = read_manifest()
-    assert manifest.dataset == "table" and manifest.labels == ["joy", "neutral"]
+    assert manifest.dataset == "table" and manifest.labels == ["joy", "neutral"] and manifest.media
+    assert "media" not in read_metadata(paths.MANIFEST)  # manifests of corpora with media are as they always were
     assert str(manifest.root) == "corpus"  # a relative root stays relative to the project
     assert list(manifest.frame.columns) == list(MANIFEST_COLUMNS)
     assert sorted(manifest.frame.utt_id) == ["g1", "g2", "g3", "g4"]
@@ -92,7 +94,8 @@ def test_prepare_meld_records_missing_clip(tmp_path, monkeypatch, params):
     assert summary["splits"] == {"train": 2, "dev": 2, "test": 2}
     assert list(summary["labels"]) == ["neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"]
     [failure] = read_ledger(paths.stage_ledger("prepare"))
-    assert failure.utt_id == "meld_train_dia1_utt0" and failure.reason.startswith("media file not found: ")
+    assert failure.stage == "prepare" and failure.utt_id == "meld_train_dia1_utt0"  # an adapter failure, ledgered
+    assert failure.reason.startswith("media file not found: ")
     manifest = read_manifest()
     assert manifest.dataset == "meld" and len(manifest.frame) == 6
     assert manifest.frame.groupby("dialogue_id").turn.apply(list).to_dict()["meld_train_dia0"] == [0, 1]
@@ -111,6 +114,25 @@ def test_prepare_iemocap_counts_labels_outside_the_class_set(tmp_path, monkeypat
     assert manifest.root == tmp_path / "IEMOCAP_full_release"  # an absolute root is stored as given
     assert manifest.frame.start.notna().all() and (manifest.frame.end > manifest.frame.start).all()
     assert read_ledger(paths.stage_ledger("prepare")) == []
+    rows = manifest.frame.set_index("utt_id")  # the adapter's optional columns reach the manifest
+    assert set(rows.session) == {"Ses01", "Ses02", "Ses05"}
+    assert (rows.loc["Ses05F_impro07_F000", "seat_hint"], rows.loc["Ses05F_impro07_M000", "seat_hint"]) == (
+        "left", "right")
+
+
+def test_prepare_text_only_run_keeps_rows_whose_media_is_absent(tmp_path, monkeypatch, params):
+    monkeypatch.chdir(tmp_path)
+    rows = [(*row[:1], "never/recorded.mp4", *row[2:]) for row in GOOD]
+    params = table_params(params, [*rows, BAD[0]])
+    params["dataset"]["media"] = False
+    summary = run(params, RUNNER)
+    manifest = read_manifest()
+    assert sorted(manifest.frame.utt_id) == ["g1", "g2", "g3", "g4"] and not manifest.media
+    assert {f.utt_id: f.reason for f in read_ledger(paths.stage_ledger("prepare"))} == {"blank": "empty transcript"}
+    assert summary["utterances"] == 4
+    params["dataset"]["media"] = True  # the same rows with media expected: every missing video is a failure
+    with pytest.raises(EmptyManifestError, match="media file not found"):
+        run(params, RUNNER)
 
 
 def test_prepare_fails_past_the_failure_ratio(tmp_path, monkeypatch, params):

@@ -1,149 +1,222 @@
-"""The real-transcript benchmark's data assembly, the new model rows and the merge of results (tiny inputs)."""
+"""The real-transcript benchmark: its params files, the text-only workspace DAG, the rows it tabulates
+from the stages' metrics, the logistic baseline and the merge of results (tiny inputs, no DVC run)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from pipeline.training.data import collate, sequence_stats_key
-from pipeline.training.trainer import TrainConfig
+from models.cmath import PAPER_LOSS_WEIGHTS as CMATH_WEIGHTS
+from models.lfvd import PAPER_LOSS_WEIGHTS as LFVD_WEIGHTS
+from pipeline import paths
+from pipeline.dag import check, render
+from pipeline.manifest import write_manifest
+from pipeline.params_check import check_params
+from pipeline.readme_tables import real_text, real_text_mrd
+from pipeline.tables import vector_table, write_atomic
 
+PROJECT = Path(__file__).resolve().parents[1]
 LABELS = ["neu", "joy", "sad"]
 
 
 def load_benchmark():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "real_text.py"
+    path = PROJECT / "benchmarks" / "real_text.py"
     spec = importlib.util.spec_from_file_location("real_text_benchmark", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def tiny_corpus(dim: int = 6, seed: int = 0):
-    """Frame, vectors, presence and token states of 9 short dialogues (train 5, dev 2, test 2)."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for d in range(9):
-        split = "train" if d < 5 else "dev" if d < 7 else "test"
-        for turn in range(4):
-            rows.append(
-                {
-                    "utt_id": f"d{d}_u{turn}",
-                    "dialogue_id": f"d{d}",
-                    "turn": turn,
-                    "speaker": "AB"[turn % 2],
-                    "split": split,
-                    "label": LABELS[(d + turn) % 3],
-                    "text": f"words {d} {turn}",
-                }
-            )
-    frame = pd.DataFrame(rows)
-    targets = np.array([LABELS.index(v) for v in frame["label"]])
-    vectors = rng.normal(size=(len(frame), dim)).astype(np.float32) + targets[:, None]
-    present = np.ones(len(frame), dtype=bool)
-    present[3] = False  # one utterance without text
-    steps = [
-        (rng.normal(size=(int(rng.integers(2, 6)), dim)) * 3 + 5 + t).astype(np.float32)
-        if p
-        else np.zeros((0, dim), np.float32)
-        for t, p in zip(targets, present)
-    ]
-    return frame, vectors, present, steps
+def project_params() -> dict:
+    return yaml.safe_load((PROJECT / "params.yaml").read_text())
 
 
-def tiny_cfg(epochs: int = 2) -> TrainConfig:
-    return TrainConfig.from_params(
-        {"seeds": [0], "epochs": epochs, "patience": 2, "batch_dialogues": 4, "lr": 1e-3, "device": "cpu",
-         "weight_decay": 1e-4, "grad_clip": 5.0, "loss_weights": {}}
-    )  # fmt: skip
-
-
-def test_dialogue_data_carries_train_standardised_token_sequences():
+@pytest.mark.parametrize("corpus", ["meld", "iemocap"])
+def test_each_corpus_is_a_valid_text_only_params_file(corpus, tmp_path):
     bench = load_benchmark()
-    frame, vectors, present, steps = tiny_corpus()
-    data = bench.dialogue_data(frame, LABELS, vectors, present, steps)
-    assert data.sequence_inputs == ["text"] and sequence_stats_key("text") in data.stats
-    train_steps = np.concatenate([s for d in data.split("train") for s in d.sequences["text"] if len(s)])
-    assert np.allclose(train_steps.mean(axis=0), 0.0, atol=1e-4)
-    assert np.allclose(train_steps.std(axis=0), 1.0, atol=1e-2)
-    first = data.split("train")[0]
-    assert not first.present["text"][3] and len(first.sequences["text"][3]) == 0
-    batch = collate(data.split("dev"), data.inputs)
-    assert batch.sequences["text"].shape[:2] == batch.mask.shape
-    plain = bench.dialogue_data(frame, LABELS, vectors, present)
-    assert plain.sequence_inputs == [] and not plain.split("train")[0].sequences
+    config = bench.load_config(corpus, tmp_path)
+    assert config["dataset"]["root"] == str((tmp_path / corpus).resolve()) and config["dataset"]["media"] is False
+    params = bench.corpus_params(project_params(), config)
+    check_params(params)  # every key known, every model block accepted by its class
+    assert all(block["modality"] == "text" for block in params["features"].values())
+    assert all(set(block["inputs"]) <= set(params["features"]) for block in params["models"].values())
+    models = params["models"]
+    assert models["cmath"]["loss_weights"] == CMATH_WEIGHTS[corpus]  # the paper's weights for this corpus
+    assert models["lfvd"]["loss_weights"] == LFVD_WEIGHTS[corpus]
+    assert params["refine"]["mrd"]["multimodal"] == "kd_hierfusion" and params["refine"]["mrd"]["text"] == "context_gru"
+    assert params["refine"]["mrd"]["curriculum"] == {"r0": {"meld": 0.4, "iemocap": 0.15}[corpus], "oof": "never"}
+    assert params["speaker"] == project_params()["speaker"]  # blocks the file does not name stay the project's
 
 
-def test_drkf_and_kd_hierfusion_rows_and_mrd_refinement_run_text_only():
+def test_seeds_epochs_and_overrides_reach_every_budget(tmp_path):
     bench = load_benchmark()
-    frame, vectors, present, steps = tiny_corpus()
-    blocks = bench.model_blocks("meld")
-    cfg = tiny_cfg()
-    seq_data = bench.dialogue_data(frame, LABELS, vectors, present, steps)
-    drkf = bench.run_neural("drkf", blocks["drkf"], seq_data, cfg)
-    assert drkf["model"] == "drkf" and 0.0 <= drkf["test"]["weighted_f1"]["mean"] <= 1.0
-    data = bench.dialogue_data(frame, LABELS, vectors, present)
-    states: dict[str, dict[int, dict]] = {"kd_hierfusion": {}, "context_gru": {}}
-    blocks["kd_hierfusion"]["teacher_epochs"] = 1
-    for name in states:
-        row = bench.run_neural(name, blocks[name], data, cfg, states[name])
-        assert row["per_seed"][0]["epochs_run"] >= 1
-    assert set(states["context_gru"]) == {0}
-    bench.MRD["epochs"] = 2
-    mrd = bench.run_mrd("meld", blocks, data, replace(cfg, lr=bench.MRD["lr"]), states)
-    seed = mrd["per_seed"][0]
-    assert mrd["model"] == "mrd_text" and mrd["config"]["refines"] == {
-        "multimodal": "kd_hierfusion",
-        "text": "context_gru",
-    }
-    assert seed["epochs_run"] == 2 and 1 <= seed["best_epoch"] <= 2
-    assert seed["curriculum"]["out_of_fold"] is False
-    assert set(seed["start"]) == {"dev", "test"} and "weighted_f1" in mrd["start"]["test"]
+    params = bench.corpus_params(project_params(), bench.load_config("meld", tmp_path), seeds=[4], epochs=2,
+                                 overrides=["train.patience=1", "models.cmath.hidden=16"])
+    assert params["train"]["seeds"] == [4] and params["train"]["epochs"] == 2 and params["train"]["patience"] == 1
+    assert params["models"]["kd_hierfusion"]["train"] == {"epochs": 2, "patience": 6}
+    assert params["models"]["drkf"]["train"]["epochs"] == 2 and params["refine"]["mrd"]["epochs"] == 2
+    assert params["models"]["cmath"]["hidden"] == 16 and params["models"]["cmath"]["train"] == {"lr": 0.003}
+    untouched = bench.corpus_params(project_params(), bench.load_config("meld", tmp_path))
+    assert untouched["train"]["epochs"] == 30 and untouched["refine"]["mrd"]["epochs"] == 10
 
 
-def test_merge_replaces_rerun_rows_and_keeps_the_others(tmp_path):
+def test_the_workspace_dag_has_no_media_stage_and_matches_its_params(tmp_path):
     bench = load_benchmark()
-    old_row = {"model": "cmath", "test": {}, "dev": {}}
-    stale = {"model": "drkf", "test": {"old": True}}
-    stored = {
-        "command": "python benchmarks/real_text.py",
-        "date": "2026-01-01T00:00:00+00:00",
-        "wall_seconds": 1.0,
-        "results": {"meld": {"train": {"lr": {"cmath": 3e-3}}, "models": [old_row, stale]}},
-    }
-    path = tmp_path / "real_text.json"
-    path.write_text(json.dumps(stored))
-    fresh = {"model": "drkf", "test": {"new": True}}
-    report = {
-        "commit": "c0ffee", "dirty": False,
-        "command": "python benchmarks/real_text.py --models drkf",
-        "date": "2026-01-02T00:00:00+00:00",
-        "wall_seconds": 2.0,
-        "models": ["drkf"],
-        "machine": {},
-        "features": {},
-        "protocol": "dev",
-        "results": {"meld": {"train": {"lr": {"drkf": 1e-3}}, "models": [fresh]}},
-    }
-    merged = bench.merge(path, report)
-    rows = merged["results"]["meld"]["models"]
-    assert [r["model"] for r in rows] == ["cmath", "drkf"] and rows[1]["test"] == {"new": True}
-    assert merged["results"]["meld"]["train"]["lr"] == {"cmath": 3e-3, "drkf": 1e-3}
-    assert [r["command"] for r in merged["runs"]] == [stored["command"], report["command"]]
-    assert merged["commit"] == merged["runs"][1]["commit"] == "c0ffee" and "commit" not in merged["runs"][0]
-    assert bench.merge(tmp_path / "absent.json", report)["results"] == report["results"]
+    (tmp_path / "dvc.yaml").write_text((PROJECT / "dvc.yaml").read_text())
+    bench.text_only_dag(tmp_path)
+    params = bench.corpus_params(project_params(), bench.load_config("iemocap", tmp_path))
+    dvc_yaml = tmp_path / "dvc.yaml"
+    dvc_yaml.write_text(render(dvc_yaml.read_text(), params))  # what write_params does in the workspace
+    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
+    assert not {"demo_corpus", "cut", "faces", "lipsync_train", "speaker", "finetune_text"} & set(stages)
+    assert {"prepare", "features", "train", "evaluate", "refine", "evaluate_refined"} <= set(stages)
+    deps = stages["features"]["do"]["deps"]
+    assert "data/manifest.parquet" in deps
+    assert not {"${dataset.root}", "data/cuts.parquet", "data/audio", "data/speaker_tracks"} & set(deps)
+    assert set(stages["train"]["foreach"]) == set(params["models"]) and set(stages["refine"]["foreach"]) == {"mrd"}
+    assert check(params, dvc_yaml) == []  # the check every stage runs first under DVC
 
 
-def test_unknown_model_names_are_rejected(tmp_path, capsys):
+def test_rows_asked_for_by_name_and_refinements_by_their_own_name():
+    bench = load_benchmark()
+    params = bench.corpus_params(project_params(), bench.load_config("meld", Path(".")))
+    everything = bench.wanted_rows(None, params)
+    assert everything == ["cmath", "lfvd", "context_gru", "kd_hierfusion", "drkf", "logistic_regression", "mrd_text"]
+    assert bench.wanted_rows("mrd, drkf,mrd_text", params) == ["mrd_text", "drkf"]
+    with pytest.raises(ValueError, match="bogus"):
+        bench.wanted_rows("kd_hierfusion,bogus", params)
+
+
+def test_unknown_model_names_are_rejected_before_any_work(tmp_path, capsys):
     bench = load_benchmark()
     with pytest.raises(SystemExit) as stop:
         bench.main(["--models", "kd_hierfusion,bogus", "--data", str(tmp_path), "--out", str(tmp_path)])
     assert stop.value.code == 2
     assert "bogus" in capsys.readouterr().err
     assert not (tmp_path / "real_text.json").exists()
+
+
+# --- rows from the stages' metrics ---------------------------------------------------------------
+
+
+def scores(f1: float) -> dict:
+    return {"accuracy": f1 + 0.01, "weighted_f1": f1, "macro_f1": f1 - 0.01, "unweighted_accuracy": f1}
+
+
+def stat(values: list[float]) -> dict:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else None}
+
+
+def write_model_metrics(workdir: Path, name: str, f1s: list[float], epochs: int = 3, restored=()) -> None:
+    """`eval.json` and `train.json` as the evaluate and train stages write them (the keys the rows read)."""
+    folder = workdir / "metrics" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    per_seed = [{"seed": seed, "best_epoch": 2, "dev": scores(f1 - 0.02), "test": scores(f1)}
+                for seed, f1 in enumerate(f1s)]
+    aggregate = {split: {key: stat([s[split][key] for s in per_seed]) for key in scores(0)}
+                 for split in ("dev", "test")}
+    (folder / "eval.json").write_text(json.dumps({"model": name, **aggregate, "per_seed": per_seed}))
+    (folder / "train.json").write_text(json.dumps({
+        "model": name, "restored_from_cache": list(restored),
+        "per_seed": [{"seed": seed, "best_epoch": 2, "epochs_run": epochs, "dev": scores(0)}
+                     for seed in range(len(f1s))],
+    }))
+
+
+def write_refinement_metrics(workdir: Path, name: str, f1s: list[float]) -> None:
+    write_model_metrics(workdir, f"{name}_text", f1s)
+    curriculum = {"counts": {"easy": 3}, "out_of_fold": False}
+    (workdir / "metrics" / name).mkdir(parents=True, exist_ok=True)
+    (workdir / "metrics" / name / "train.json").write_text(json.dumps({"per_seed": [
+        {"seed": seed, "multimodal": {"epochs_run": 2}, "text": {"epochs_run": 2}, "curriculum": curriculum}
+        for seed in range(len(f1s))]}))
+
+
+def test_model_and_refined_rows_come_from_eval_and_train_json(tmp_path):
+    bench = load_benchmark()
+    write_model_metrics(tmp_path, "context_gru", [0.5, 0.6])
+    write_model_metrics(tmp_path, "drkf", [0.4, 0.5], restored=[0])
+    write_refinement_metrics(tmp_path, "mrd", [0.55, 0.65])
+    block = {"kind": "context_gru", "inputs": ["text"]}
+    row = bench.model_row(tmp_path, "context_gru", block, train_seconds=12.0)
+    assert row["model"] == "context_gru" and row["config"] == block
+    assert set(row["test"]) == {"weighted_f1", "accuracy", "macro_f1"}
+    assert row["test"]["weighted_f1"]["mean"] == pytest.approx(0.55)
+    assert row["seconds_per_epoch"] == pytest.approx(12.0 / 6) and row["per_seed"][1]["epochs_run"] == 3
+    assert row["per_seed"][1]["test"]["weighted_f1"] == 0.6
+    assert "seconds_per_epoch" not in bench.model_row(tmp_path, "drkf", block, 9.0)  # a seed came from the cache
+    assert "seconds_per_epoch" not in bench.model_row(tmp_path, "context_gru", block, None)  # DVC found it current
+    refine = {"kind": "mrd", "multimodal": "kd_hierfusion", "text": "context_gru", "epochs": 2}
+    mrd = bench.refined_row(tmp_path, "mrd", refine, train_seconds=8.0)
+    assert mrd["model"] == "mrd_text" and mrd["config"]["multimodal"] == "kd_hierfusion"
+    assert mrd["start"]["model"] == "context_gru" and mrd["start"]["test"]["weighted_f1"]["mean"] == pytest.approx(0.55)
+    assert mrd["per_seed"][0]["start"]["test"]["weighted_f1"] == 0.5 and mrd["per_seed"][0]["curriculum"]["counts"]
+    assert mrd["seconds_per_epoch"] == pytest.approx(2.0)
+
+
+def write_text_workspace(workdir: Path, dim: int = 6, seed: int = 0) -> None:
+    """A manifest (9 dialogues: train 5, dev 2, test 2) and `text` features a label shifts; one utterance without."""
+    rng = np.random.default_rng(seed)
+    rows, ids, vectors = [], [], []
+    for d in range(9):
+        split = "train" if d < 5 else "dev" if d < 7 else "test"
+        for turn in range(4):
+            label = (d + turn) % 3
+            utt = f"d{d}_u{turn}"
+            rows.append({"utt_id": utt, "dialogue_id": f"d{d}", "turn": turn, "speaker": "AB"[turn % 2],
+                         "text": "words", "label": LABELS[label], "split": split, "media": "", "start": np.nan,
+                         "end": np.nan})
+            if utt != "d0_u3":
+                ids.append(utt)
+                vectors.append(rng.normal(size=dim) + 3 * label)
+    write_manifest(pd.DataFrame(rows), workdir, LABELS, "test", path=workdir / paths.MANIFEST, media=False)
+    write_atomic(vector_table(ids, np.array(vectors, np.float32)), workdir / paths.features_path("text"), {})
+
+
+def test_logistic_baseline_reads_the_workspace_through_the_pipelines_loader(tmp_path):
+    bench = load_benchmark()
+    write_text_workspace(tmp_path)
+    row = bench.logistic_row(tmp_path, [0, 1], lambda message: None)
+    assert row["model"] == "logistic_regression" and row["config"]["inputs"] == ["text"]
+    assert [s["seed"] for s in row["per_seed"]] == [0, 1] and row["per_seed"][0]["C"] in bench.C_GRID
+    assert row["test"]["accuracy"]["mean"] > 0.9  # the label shifts the features: separable
+    assert row["test"]["weighted_f1"]["std"] == pytest.approx(0.0)  # lbfgs: the seeds agree
+    assert Path.cwd() != tmp_path
+
+
+# --- the results file ----------------------------------------------------------------------------
+
+
+def test_merge_replaces_rerun_rows_keeps_the_others_and_the_readme_tables_render(tmp_path):
+    bench = load_benchmark()
+    write_model_metrics(tmp_path, "context_gru", [0.5, 0.6])
+    write_refinement_metrics(tmp_path, "mrd", [0.55, 0.65])
+    gru = bench.model_row(tmp_path, "context_gru", {"kind": "context_gru"}, 6.0)
+    mrd = bench.refined_row(tmp_path, "mrd", {"kind": "mrd", "multimodal": "kd", "text": "context_gru"}, None)
+    stale = {"model": "mrd_text", "test": {"old": True}}
+    stored = {"command": "python benchmarks/real_text.py", "date": "2026-01-01 00:00 UTC", "wall_seconds": 1.0,
+              "machine": {}, "results": {"meld": {"train": {"epochs": 30}, "models": [gru, stale]}}}
+    path = tmp_path / "real_text.json"
+    path.write_text(json.dumps(stored))
+    report = {"commit": "c0ffee", "dirty": False, "command": "python benchmarks/real_text.py --models mrd",
+              "date": "2026-01-02 00:00 UTC", "wall_seconds": 2.0, "models": ["mrd_text"], "machine": {},
+              "protocol": "dev", "results": {"meld": {"train": {"epochs": 2}, "models": [mrd]}}}
+    merged = bench.merge(path, report)
+    rows = merged["results"]["meld"]["models"]
+    assert [r["model"] for r in rows] == ["context_gru", "mrd_text"] and rows[1]["start"]["model"] == "context_gru"
+    assert merged["results"]["meld"]["train"] == {"epochs": 2}  # the corpus's settings are the latest run's
+    assert [r["command"] for r in merged["runs"]] == [stored["command"], report["command"]]
+    assert merged["commit"] == merged["runs"][1]["commit"] == "c0ffee" and "commit" not in merged["runs"][0]
+    assert bench.merge(tmp_path / "absent.json", report)["results"] == report["results"]
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "real_text.json").write_text(json.dumps(merged))
+    table = real_text(tmp_path / "results")
+    assert "| meld | context_gru | 55.0 ± 7.1 | 56.0 ± 7.1 | 1.00 |" in table and "| meld | mrd_text |" in table
+    assert "meld 55.0 → 60.0 test W-F1, better on 2 of 2 seeds" in real_text_mrd(tmp_path / "results")
+    assert "| meld | context_gru | 55.00 ± 7.07 |" in bench.table(merged["results"])

@@ -25,7 +25,8 @@ EMPTY_AUDIO = "Ses01F_impro00/2"  # a row whose sequence has no steps
 
 
 def write_sequence_corpus(root: Path, sessions: int = 3, dialogues: int = 4, turns: int = 5, seed: int = 0) -> None:
-    """IEMOCAP-like ids (`Ses01F_impro00`), labels carried by both sequences; splits by session (last = test).
+    """IEMOCAP-like ids (`Ses01F_impro00`) and `session` column, labels carried by both sequences; splits by
+    session (last = test).
 
     Audio frames and text tokens are a class prototype plus noise (offset 3 so standardisation matters);
     `vector` is the mean of the steps.
@@ -42,7 +43,8 @@ def write_sequence_corpus(root: Path, sessions: int = 3, dialogues: int = 4, tur
                 label = int(rng.integers(0, len(LABELS)))
                 utt = f"{dialogue}/{turn}"
                 rows.append(dict(utt_id=utt, dialogue_id=dialogue, turn=turn, speaker=f"s{turn % 2}", text="...",
-                                 label=LABELS[label], split=split, media=f"{dialogue}.avi", start=0.0, end=1.0))
+                                 label=LABELS[label], split=split, media=f"{dialogue}.avi", start=0.0, end=1.0,
+                                 session=f"Ses{s:02d}"))
                 steps_a, steps_t = int(rng.integers(3, 9)), int(rng.integers(2, 7))
                 audio[utt] = audio_proto[label] + rng.normal(0, 0.8, (steps_a, AUDIO_DIM)) + 3.0
                 text[utt] = text_proto[label] + rng.normal(0, 0.8, (steps_t, TEXT_DIM)) + 3.0

@@ -1,4 +1,4 @@
-"""Choosing the speaker among tracks: reasons, ties, order, the IEMOCAP side rule and the LipSyncNet scorer."""
+"""Choosing the speaker among tracks: reasons, ties, order, the seat-hint scorer and the LipSyncNet scorer."""
 
 from __future__ import annotations
 
@@ -12,15 +12,14 @@ from pipeline.config import ConfigError
 from pipeline.lipsync_data import Augment, TrackSeries
 from pipeline.speaker_select import (
     FirstFaceScorer,
-    GenderSideScorer,
     LargestFaceScorer,
     LipSyncScorer,
     MouthMotionScorer,
+    SeatHintScorer,
     TrackClip,
     UtteranceContext,
     build_scorer,
     choose,
-    iemocap_side,
 )
 from pipeline.stages.lipsync_train import TrainOptions, train_model
 from tests import media_factory as mf
@@ -35,9 +34,9 @@ def _clip(track_id: int, x: float, size: float = 60, start: int = 0, frames: int
     return TrackClip(track_id, idx, boxes, idx / fps - offset, mouths, lips)
 
 
-def _context(audio=None, width=640, speaker=None, dialogue=None) -> UtteranceContext:
+def _context(audio=None, width=640, seat=None) -> UtteranceContext:
     audio = np.zeros(16000, np.float32) if audio is None else audio
-    return UtteranceContext("u", audio, 16000, FPS, width, 360, speaker, dialogue)
+    return UtteranceContext("u", audio, 16000, FPS, width, 360, seat)
 
 
 class Fixed:
@@ -81,21 +80,16 @@ def test_first_and_largest_face_baselines():
     assert choose(clips, LargestFaceScorer(), _context(), 0.1).track_id == 2
 
 
-@pytest.mark.parametrize(("dialogue", "speaker", "side"), [
-    ("Ses01F_impro01", "Ses01_F", "left"), ("Ses01F_impro01", "Ses01_M", "right"),
-    ("Ses03M_script02_1", "Ses03_M", "left"), ("Ses05M_impro04", "Ses05_F", "right"),
-])
-def test_iemocap_marker_actor_sits_on_the_left(dialogue, speaker, side):
-    assert iemocap_side(dialogue, speaker) == side
-
-
-def test_gender_side_picks_the_face_in_the_speakers_half():
+def test_seat_hint_picks_the_face_in_the_speakers_half():
     clips = [_clip(0, 60), _clip(1, 420)]
-    left = choose(clips, GenderSideScorer(), _context(speaker="Ses02_F", dialogue="Ses02F_impro03"), 0.1)
-    right = choose(clips, GenderSideScorer(), _context(speaker="Ses02_M", dialogue="Ses02F_impro03"), 0.1)
+    left = choose(clips, SeatHintScorer(), _context(seat="left"), 0.1)
+    right = choose(clips, SeatHintScorer(), _context(seat="right"), 0.1)
     assert (left.track_id, right.track_id) == (0, 1)
-    with pytest.raises(ValueError, match="IEMOCAP"):
-        GenderSideScorer().score(clips, _context(speaker="Joey", dialogue="dia1"))
+    assert build_scorer({"method": "gender_side"}).score(clips, _context(seat="right"))[1] == pytest.approx(
+        1 - abs(450 / 640 - 0.75))
+    for missing in (None, "", "middle"):
+        with pytest.raises(ValueError, match="seat_hint"):
+            SeatHintScorer().score(clips, _context(seat=missing))
 
 
 def test_mouth_motion_reads_the_audio_at_the_tracks_own_times():

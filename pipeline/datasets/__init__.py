@@ -25,7 +25,7 @@ DemoKeys = keys_block("DemoKeys", ["seed", "dialogues", "turns", "people", "labe
                                    ("cue_fidelity", keys_block("CueFidelityKeys", ["text", "audio", "visual"])),
                                    "split", "width", "height", "fps"])
 MeldKeys = keys_block("MeldKeys", ["csv", "clips"])  # split names: checked by the MELD adapter
-IemocapKeys = keys_block("IemocapKeys", ["labels", "dev_dialogues", "dev_seed"])
+IemocapKeys = keys_block("IemocapKeys", ["labels", "dev_dialogues", "dev_seed", "layout"])
 TableKeys = keys_block("TableKeys", ["path", "columns"])  # manifest fields: checked by the table adapter
 
 
@@ -35,6 +35,7 @@ class DatasetConfig:
 
     name: str = setting(choices=tuple(ADAPTERS))
     root: str | None = setting()  # `prepare` refuses an empty one
+    media: bool = True  # false: a text-only run (transcripts without recordings)
     demo: DemoKeys | None = None
     meld: MeldKeys | None = None
     iemocap: IemocapKeys | None = None

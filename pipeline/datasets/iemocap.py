@@ -5,6 +5,14 @@ majority label per utterance), `SessionN/dialog/transcriptions/<dialogue>.txt` (
 `SessionN/dialog/avi/DivX/<dialogue>.avi` (the video both speakers share). The usual protocol keeps
 six classes and holds out Session 5 as test; dev dialogues are carved from sessions 1–4 by a seeded
 shuffle so model selection never sees the test speakers.
+
+`dataset.iemocap.layout: tables` reads the standard 6-class utterance tables instead
+(`IEMOCAP_{train,dev,test}.csv` in `dataset.root`, splits as given there); their media paths name
+the release's videos, so without the release beside them the run is text-only (`dataset.media: false`).
+
+Two IEMOCAP facts travel in optional manifest columns, so no other module needs IEMOCAP's naming:
+`session` (`Ses01`..., for leave-one-session-out folds) and `seat_hint` (`left` or `right`, the
+speaker's half of the shared video, for `speaker.method: gender_side`).
 """
 
 from __future__ import annotations
@@ -18,15 +26,14 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.config import ConfigError, section
-from pipeline.datasets.base import CorpusManifest
+from pipeline.config import ConfigError, choice, section
+from pipeline.datasets.base import CorpusManifest, RowFailure
 from pipeline.datasets.encoding import read_text, repair_text
-from pipeline.ledger import Failure
-from pipeline.schema import MANIFEST_COLUMNS, SPLITS
+from pipeline.schema import MANIFEST_COLUMNS, MANIFEST_OPTIONAL_COLUMNS, SPLITS
 
-STAGE = "prepare"
 DEFAULT_LABELS = ["hap", "sad", "neu", "ang", "exc", "fru"]
 TEST_SESSION = 5
+LAYOUTS = ("release", "tables")  # the full release tree, or the three utterance tables
 RELEASE_DIR = "IEMOCAP_full_release/"
 
 # `[6.2901 - 8.2357]	Ses01F_impro01_F000	neu	[2.5000, 2.5000, 2.5000]`
@@ -36,6 +43,8 @@ _EVALUATION_LINE = re.compile(
 # `Ses01F_impro01_F000 [006.2901-008.2357]: Excuse me.`
 _TRANSCRIPT_LINE = re.compile(r"^(?P<utt>Ses\w+)\s*\[\s*[\d.]+\s*-\s*[\d.]+\s*\]\s*:\s?(?P<text>.*)$")
 _SESSION = re.compile(r"^Ses(?P<number>\d+)")
+_SESSION_NAME = re.compile(r"^(Ses\d\d)")
+COLUMNS = (*MANIFEST_COLUMNS, *MANIFEST_OPTIONAL_COLUMNS)
 
 
 def parse_evaluation(path: Path) -> list[tuple[str, float, float, str]]:
@@ -69,19 +78,44 @@ def speaker_of(utt_id: str) -> str:
     return f"{session}_{utt_id.rsplit('_', 1)[-1][:1].upper()}"
 
 
+def session_of(dialogue_id: str) -> str:
+    """`Ses03M_script01_2` -> `Ses03`; '' for ids that do not follow IEMOCAP's naming."""
+    match = _SESSION_NAME.match(str(dialogue_id))
+    return match.group(1) if match else ""
+
+
+def seat_of(dialogue_id: str, speaker: str) -> str:
+    """`left` or `right`: where an IEMOCAP speaker sits in the dialogue video ('' when the ids do not say).
+
+    IEMOCAP dialogue videos show the two actors of a session side by side. The letter after the
+    session number (`Ses01F_...`) names the actor wearing the motion-capture markers, and that actor
+    is on the left half; the speaker's own letter (`Ses01_F` in the manifest, from `..._F000`) says
+    who talks. Same letter: left half, else the right half. This is the rule MERBench uses
+    (`func_find_tgt_pos` in MERTools' IEMOCAP preprocessing).
+    """
+    marker = str(dialogue_id)[5:6].upper()
+    gender = str(speaker).strip()[-1:].upper()
+    if marker not in ("F", "M") or gender not in ("F", "M"):
+        return ""
+    return "left" if marker == gender else "right"
+
+
 def build_manifest(dataset_params: Mapping[str, Any], root: Path) -> CorpusManifest:
     """Utterances with a label in `dataset.iemocap.labels`; others are counted in `excluded`."""
     params = {"dataset": dataset_params}
     labels = _labels(section(params, "dataset.iemocap.labels"))
     dev_count = _whole_number(section(params, "dataset.iemocap.dev_dialogues"), "dataset.iemocap.dev_dialogues")
     dev_seed = _whole_number(section(params, "dataset.iemocap.dev_seed"), "dataset.iemocap.dev_seed")
+    layout = choice(section(params, "dataset.iemocap").get("layout", "release"), "dataset.iemocap.layout", LAYOUTS)
     root = Path(root)
+    if layout == "tables":
+        return _from_tables(root, labels)
     sessions = sorted(p for p in root.glob("Session*") if (p / "dialog" / "EmoEvaluation").is_dir())
     if not sessions:
         raise ConfigError(f"params.yaml: 'dataset.root' is {root}, which holds no SessionN/dialog/EmoEvaluation "
                           "folders; point it at IEMOCAP_full_release/")
     rows: list[dict[str, Any]] = []
-    failures: list[Failure] = []
+    failures: list[RowFailure] = []
     excluded: Counter[str] = Counter()
     for session in sessions:
         dialog = session / "dialog"
@@ -97,17 +131,17 @@ def build_manifest(dataset_params: Mapping[str, Any], root: Path) -> CorpusManif
                     continue
                 if utt not in texts:
                     where = transcript.relative_to(root).as_posix()
-                    failures.append(Failure(STAGE, utt, f"no transcription line for this utterance in {where}"))
+                    failures.append(RowFailure(utt, f"no transcription line for this utterance in {where}"))
                     continue
                 rows.append({
                     "utt_id": utt, "dialogue_id": dialogue, "speaker": speaker_of(utt), "text": texts[utt],
                     "label": label, "start": start, "end": end,
                     "media": f"{session.name}/dialog/avi/DivX/{dialogue}.avi",
-                    "session": _session_number(session.name),
+                    "session_number": _session_number(session.name),
                 })
-    frame = pd.DataFrame(rows, columns=[*MANIFEST_COLUMNS, "session"])
+    frame = pd.DataFrame(rows, columns=[*MANIFEST_COLUMNS, "session_number"])
     frame["split"] = _splits(frame, dev_count, dev_seed)
-    frame = _number_turns(frame.drop(columns="session"))
+    frame = _number_turns(frame.drop(columns="session_number"))
     return CorpusManifest(frame=frame, root=root, labels=labels, failures=failures, excluded=dict(excluded))
 
 
@@ -115,7 +149,7 @@ def load_reference_tables(folder: str | Path) -> pd.DataFrame:
     """The standard 6-class utterance tables `IEMOCAP_{train,dev,test}.csv` as one manifest frame.
 
     Their `Video_Path` points into an `IEMOCAP_full_release/` tree; `media` keeps the part below it,
-    so the frame matches what `build_manifest` gives for the same release. Used by text benchmarks.
+    so the frame matches what `build_manifest` gives for the same release (`layout: tables`).
     """
     folder = Path(folder)
     frames = []
@@ -139,9 +173,21 @@ def load_reference_tables(folder: str | Path) -> pd.DataFrame:
     return _number_turns(pd.concat(frames, ignore_index=True))
 
 
+def _from_tables(root: Path, labels: list[str]) -> CorpusManifest:
+    """`layout: tables`: the utterance tables' rows with a label in `dataset.iemocap.labels`."""
+    try:
+        frame = load_reference_tables(root)
+    except FileNotFoundError as error:
+        raise ConfigError(f"params.yaml: 'dataset.root' with 'dataset.iemocap.layout: tables': {error}") from None
+    known = frame["label"].isin(labels)
+    excluded = Counter(f"label {label!r} not in dataset.iemocap.labels" for label in frame.loc[~known, "label"])
+    return CorpusManifest(frame=frame[known].reset_index(drop=True), root=root, labels=labels,
+                          excluded=dict(excluded))
+
+
 def _splits(frame: pd.DataFrame, dev_count: int, seed: int) -> pd.Series:
     """Session 5 is test; `dev_count` dialogues of sessions 1–4, drawn by a seeded shuffle, are dev."""
-    candidates = sorted(frame.loc[frame["session"] != TEST_SESSION, "dialogue_id"].unique())
+    candidates = sorted(frame.loc[frame["session_number"] != TEST_SESSION, "dialogue_id"].unique())
     if candidates and dev_count >= len(candidates):
         raise ConfigError(f"params.yaml: 'dataset.iemocap.dev_dialogues' is {dev_count}, but sessions 1-4 hold only "
                           f"{len(candidates)} usable dialogue(s); leave at least one for training")
@@ -149,15 +195,17 @@ def _splits(frame: pd.DataFrame, dev_count: int, seed: int) -> pd.Series:
     dev = set(candidates[:dev_count])
     split = pd.Series("train", index=frame.index, dtype=object)
     split[frame["dialogue_id"].isin(dev)] = "dev"
-    split[frame["session"] == TEST_SESSION] = "test"
+    split[frame["session_number"] == TEST_SESSION] = "test"
     return split
 
 
 def _number_turns(frame: pd.DataFrame) -> pd.DataFrame:
-    """Turns follow start time inside each dialogue (ties by id, so the order is reproducible)."""
+    """Turns follow start time inside each dialogue (ties by id, so the order is reproducible); sessions and seats."""
     frame = frame.sort_values(["dialogue_id", "start", "utt_id"], kind="stable").reset_index(drop=True)
     frame["turn"] = frame.groupby("dialogue_id").cumcount().astype("int64")
-    frame = frame[list(MANIFEST_COLUMNS)]
+    frame["session"] = frame["dialogue_id"].map(session_of)
+    frame["seat_hint"] = [seat_of(d, s) for d, s in zip(frame["dialogue_id"], frame["speaker"])]
+    frame = frame[list(COLUMNS)]
     return frame.astype({"start": "float64", "end": "float64"})
 
 

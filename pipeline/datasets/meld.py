@@ -2,7 +2,8 @@
 
 Each CSV row is one utterance whose clip is `<clips folder>/dia{Dialogue_ID}_utt{Utterance_ID}.mp4`,
 so start/end stay NaN (the whole clip). Dialogue numbers restart in every split, which is why the
-split is part of every id: `meld_train_dia12` / `meld_train_dia12_utt3`.
+split is part of every id: `meld_train_dia12` / `meld_train_dia12_utt3`. With `dataset.media: false`
+(the CSVs without MELD.Raw) the clip folders are neither required nor checked.
 """
 
 from __future__ import annotations
@@ -17,12 +18,10 @@ from typing import Any
 import pandas as pd
 
 from pipeline.config import ConfigError, section
-from pipeline.datasets.base import CorpusManifest
+from pipeline.datasets.base import CorpusManifest, RowFailure, uses_media
 from pipeline.datasets.encoding import read_text, repair_text
-from pipeline.ledger import Failure
 from pipeline.schema import MANIFEST_COLUMNS, SPLITS
 
-STAGE = "prepare"
 # Class order of every MELD model: index i of the logits is LABELS[i].
 LABELS = ["neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"]
 DEFAULT_CSV = {"train": "train_sent_emo.csv", "dev": "dev_sent_emo.csv", "test": "test_sent_emo.csv"}
@@ -30,7 +29,7 @@ DEFAULT_CLIPS = {"train": "train_splits", "dev": "dev_splits_complete", "test": 
 REQUIRED_COLUMNS = ("Utterance", "Speaker", "Emotion", "Dialogue_ID", "Utterance_ID")
 
 
-def read_split(csv_path: Path, split: str, clips_dir: str) -> tuple[pd.DataFrame, list[Failure]]:
+def read_split(csv_path: Path, split: str, clips_dir: str) -> tuple[pd.DataFrame, list[RowFailure]]:
     """Parse one official CSV into manifest rows; rows without usable ids become failures.
 
     Media paths are where the clip should be (`clips_dir/diaD_uttU.mp4`); whether it exists is the
@@ -42,12 +41,12 @@ def read_split(csv_path: Path, split: str, clips_dir: str) -> tuple[pd.DataFrame
         raise ValueError(f"{csv_path}: not a MELD CSV, missing column(s) {', '.join(missing)}; "
                          f"has {', '.join(map(str, raw.columns))}")
     rows: list[dict[str, Any]] = []
-    failures: list[Failure] = []
+    failures: list[RowFailure] = []
     for number, record in enumerate(raw.to_dict("records"), start=1):
         dialogue, utterance = record["Dialogue_ID"].strip(), record["Utterance_ID"].strip()
         if not (dialogue.isdigit() and utterance.isdigit()):
             reason = f"Dialogue_ID {dialogue!r} / Utterance_ID {utterance!r} are not whole numbers ({csv_path.name})"
-            failures.append(Failure(STAGE, f"meld_{split}_row{number}", reason))
+            failures.append(RowFailure(f"meld_{split}_row{number}", reason))
             continue
         dia, utt = int(dialogue), int(utterance)
         dialogue_id = f"meld_{split}_dia{dia}"
@@ -69,6 +68,7 @@ def read_split(csv_path: Path, split: str, clips_dir: str) -> tuple[pd.DataFrame
 def build_manifest(dataset_params: Mapping[str, Any], root: Path) -> CorpusManifest:
     """Every utterance of the configured splits; a row whose clip is missing becomes a failure."""
     params = {"dataset": dataset_params}
+    media = uses_media(dataset_params)
     csv_names = _split_mapping(section(params, "dataset.meld.csv"), "dataset.meld.csv")
     clip_dirs = _split_mapping(section(params, "dataset.meld.clips"), "dataset.meld.clips")
     root = Path(root)
@@ -76,21 +76,23 @@ def build_manifest(dataset_params: Mapping[str, Any], root: Path) -> CorpusManif
         raise ConfigError(f"params.yaml: 'dataset.root' is {root}, which is not a folder "
                           "(MELD expects the official CSVs and the MELD.Raw clip folders there)")
     frames: list[pd.DataFrame] = []
-    failures: list[Failure] = []
+    failures: list[RowFailure] = []
     for split in (s for s in SPLITS if s in csv_names):
         csv_path = root / csv_names[split]
         if not csv_path.is_file():
             raise ConfigError(f"params.yaml: 'dataset.meld.csv.{split}': {csv_path} not found")
         if split not in clip_dirs:
             raise ConfigError(f"params.yaml: missing key 'dataset.meld.clips.{split}' (clip folder of the {split} CSV)")
-        if not (root / clip_dirs[split]).is_dir():
+        if media and not (root / clip_dirs[split]).is_dir():
             raise ConfigError(f"params.yaml: 'dataset.meld.clips.{split}': folder {root / clip_dirs[split]} not found")
         frame, split_failures = read_split(csv_path, split, clip_dirs[split])
         failures += split_failures
-        present = frame["media"].map(lambda media: (root / media).is_file())
-        failures += [Failure(STAGE, utt, f"media file not found: {root / media}")
-                     for utt, media in zip(frame.loc[~present, "utt_id"], frame.loc[~present, "media"])]
-        frames.append(frame[present])
+        if media:
+            present = frame["media"].map(lambda clip: (root / clip).is_file())
+            failures += [RowFailure(utt, f"media file not found: {root / clip}")
+                         for utt, clip in zip(frame.loc[~present, "utt_id"], frame.loc[~present, "media"])]
+            frame = frame[present]
+        frames.append(frame)
     if not frames:
         raise ConfigError("params.yaml: 'dataset.meld.csv' names no split; allowed keys: " + ", ".join(SPLITS))
     frame = pd.concat(frames, ignore_index=True)

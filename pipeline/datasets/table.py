@@ -25,12 +25,10 @@ from typing import Any
 import pandas as pd
 
 from pipeline.config import ConfigError, section
-from pipeline.datasets.base import CorpusManifest
+from pipeline.datasets.base import CorpusManifest, RowFailure
 from pipeline.datasets.encoding import read_text, repair_text
-from pipeline.ledger import Failure
 from pipeline.schema import MANIFEST_COLUMNS
 
-STAGE = "prepare"
 REQUIRED = ("media", "speaker", "text", "label", "split")
 OPTIONAL = ("start", "end", "dialogue_id", "utt_id")
 SPLIT_ALIASES = {"training": "train", "val": "dev", "valid": "dev", "validation": "dev", "testing": "test"}
@@ -106,7 +104,7 @@ def build_manifest(dataset_params: Mapping[str, Any], root: Path) -> CorpusManif
     else:
         frame["utt_id"] = frame["dialogue_id"] + "/" + frame["turn"].astype(str)
 
-    failures = [Failure(STAGE, frame.at[index, "utt_id"], reason) for index, reason in sorted(bad_times.items())]
+    failures = [RowFailure(frame.at[index, "utt_id"], reason) for index, reason in sorted(bad_times.items())]
     frame = frame.drop(index=list(bad_times)).sort_values("row")
     frame = frame[list(MANIFEST_COLUMNS)].reset_index(drop=True).astype({"start": "float64", "end": "float64"})
     return CorpusManifest(frame=frame, root=root, labels=_labels(frame), failures=failures)

@@ -376,19 +376,28 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     extractor = build_for_key(params, arg)
     feature_key = str(arg)
     stage = stage_name(feature_key)
-    manifest = read_manifest().frame
-    if not paths.CUTS.exists():
-        raise FileNotFoundError(f"{paths.CUTS} not found: run `dvc repro cut` first")
+    corpus = read_manifest()
+    manifest = corpus.frame
     consumes = extractor.consumes
-    span_columns = ["media", "fps", "start_frame", "end_frame", "has_video"] if consumes == "full_frames" else []
-    cuts = read_frame(paths.CUTS, ["utt_id", "audio", *span_columns])
-    audio_of = dict(zip(cuts.utt_id, cuts.audio))
-    span_of = {
-        row.utt_id: FrameSpan(str(row.media), float(row.fps), int(row.start_frame), int(row.end_frame),
-                              bool(row.has_video))
-        for row in cuts.itertuples(index=False)
-    } if span_columns else {}
-    wanted = set(manifest.utt_id) & set(audio_of)  # utterances missing from cuts failed upstream
+    if not corpus.media:  # a text-only run (dataset.media: false): nothing was cut, every utterance has its text
+        if consumes != "text":
+            raise ConfigError(f"params.yaml: 'features.{feature_key}' reads {consumes}, but the corpus is text-only "
+                              "(dataset.media: false)")
+        audio_of: dict[str, str] = {}
+        span_of: dict[str, FrameSpan] = {}
+        wanted = set(manifest.utt_id)
+    else:
+        if not paths.CUTS.exists():
+            raise FileNotFoundError(f"{paths.CUTS} not found: run `dvc repro cut` first")
+        span_columns = ["media", "fps", "start_frame", "end_frame", "has_video"] if consumes == "full_frames" else []
+        cuts = read_frame(paths.CUTS, ["utt_id", "audio", *span_columns])
+        audio_of = dict(zip(cuts.utt_id, cuts.audio))
+        span_of = {
+            row.utt_id: FrameSpan(str(row.media), float(row.fps), int(row.start_frame), int(row.end_frame),
+                                  bool(row.has_video))
+            for row in cuts.itertuples(index=False)
+        } if span_columns else {}
+        wanted = set(manifest.utt_id) & set(audio_of)  # utterances missing from cuts failed upstream
     texts = text_items(manifest, wanted, extractor.context_turns, extractor.future_turns) if consumes == "text" else {}
     chunks = [
         Chunk(tuple(ids), tuple(texts[u] for u in ids) if texts else (),

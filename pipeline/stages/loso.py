@@ -49,8 +49,7 @@ PROTOCOL = (
 
 
 def folds_of(spec: ModelSpec) -> list[Fold]:
-    frame = read_manifest().frame
-    return session_folds(frame["dialogue_id"].astype(str), spec.folds.dev_fraction, spec.name)
+    return session_folds(read_manifest().frame, spec.folds.dev_fraction, spec.name)
 
 
 def mean_over_folds(scores: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 The adapter named by `dataset.name` reads the corpus layout; this stage applies the checks every
 later stage relies on (text present, sane times, media inside the root and on disk, known label and
 split, unique ids) so a bad row is reported once, here, with its reason, and never reaches a model.
+A text-only run (`dataset.media: false`: transcripts without their recordings) skips the media
+check and marks the manifest so, for the text features and the models that read only them.
 """
 
 from __future__ import annotations
@@ -18,11 +20,17 @@ from core.config import parse_block
 from pipeline import paths
 from pipeline.config import ConfigError, section
 from pipeline.datasets import DatasetConfig, get_adapter
-from pipeline.datasets.base import CorpusManifest
+from pipeline.datasets.base import CorpusManifest, uses_media
 from pipeline.ledger import Failure, FailureRatioExceeded, write_stage_ledger
 from pipeline.manifest import MediaOutsideRoot, resolve_media, write_manifest
 from pipeline.runner import Runner
-from pipeline.schema import MANIFEST_COLUMNS, MANIFEST_TRUTH_COLUMNS, SPLITS, require_columns
+from pipeline.schema import (
+    MANIFEST_COLUMNS,
+    MANIFEST_OPTIONAL_COLUMNS,
+    MANIFEST_TRUTH_COLUMNS,
+    SPLITS,
+    require_columns,
+)
 
 STAGE = "prepare"
 TEXT_COLUMNS = ("utt_id", "dialogue_id", "speaker", "text", "label", "split", "media")
@@ -38,6 +46,7 @@ def run(params: Mapping[str, Any], runner: Runner, arg: str | None = None) -> di
     config = parse_block(DatasetConfig, dataset, "dataset")
     name, root_value = config.name, config.root
     max_ratio = section(params, "run.max_failure_ratio")
+    media = uses_media(dataset)
     if not root_value:
         raise ConfigError("params.yaml: 'dataset.root' is empty; set the corpus folder")
     adapter = get_adapter(name)
@@ -46,9 +55,9 @@ def run(params: Mapping[str, Any], runner: Runner, arg: str | None = None) -> di
 
     frame = _normalise(corpus.frame)
     runner.hook(STAGE, 0, len(frame))
-    kept, problems = check_rows(frame, Path(corpus.root), corpus.labels)
+    kept, problems = check_rows(frame, Path(corpus.root), corpus.labels, media)
     runner.hook(STAGE, len(frame), len(frame))
-    failures = [*corpus.failures, *problems]
+    failures = [*(Failure(STAGE, utt_id, reason) for utt_id, reason in corpus.failures), *problems]
     total = len(frame) + len(corpus.failures)
 
     if kept.empty:
@@ -59,13 +68,15 @@ def run(params: Mapping[str, Any], runner: Runner, arg: str | None = None) -> di
             f"({examples}); see {ledger}"
         )
     stored_root = _stored_root(root_value, root, Path(corpus.root))
-    manifest = write_manifest(kept, Path(stored_root), corpus.labels, name)
+    manifest = write_manifest(kept, Path(stored_root), corpus.labels, name, media=media)
     write_stage_ledger(STAGE, failures, total, max_ratio)
     return summarise(kept, corpus, failures, name, stored_root, manifest)
 
 
-def check_rows(frame: pd.DataFrame, root: Path, labels: list[str]) -> tuple[pd.DataFrame, list[Failure]]:
-    """Split rows into usable ones and failures whose reason names every problem of the row."""
+def check_rows(frame: pd.DataFrame, root: Path, labels: list[str],
+               media: bool = True) -> tuple[pd.DataFrame, list[Failure]]:
+    """Split rows into usable ones and failures whose reason names every problem of the row
+    (media paths only when the run reads media)."""
     require_columns(frame, MANIFEST_COLUMNS, "adapter manifest")
     label_set = set(labels)
     media_problem: dict[str, str | None] = {}
@@ -85,9 +96,9 @@ def check_rows(frame: pd.DataFrame, root: Path, labels: list[str]) -> tuple[pd.D
         time_problem = _time_problem(row.start, row.end)
         if time_problem:
             problems.append(time_problem)
-        if row.media not in media_problem:
+        if media and row.media not in media_problem:
             media_problem[row.media] = _media_problem(root, row.media)
-        if media_problem[row.media]:
+        if media and media_problem[row.media]:
             problems.append(media_problem[row.media])
         seen.add(row.utt_id)
         keep.append(not problems)
@@ -115,11 +126,12 @@ def summarise(kept: pd.DataFrame, corpus: CorpusManifest, failures: list[Failure
 
 
 def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
-    """Contract types: strings (missing -> ''), integer turns, float seconds; truth columns kept."""
+    """Contract types: strings (missing -> ''), integer turns, float seconds; truth and optional columns kept."""
     require_columns(frame, MANIFEST_COLUMNS, "adapter manifest")
-    extra = [c for c in MANIFEST_TRUTH_COLUMNS if c in frame.columns]
-    frame = frame[[*MANIFEST_COLUMNS, *extra]].copy()
-    for column in TEXT_COLUMNS:
+    truth = [c for c in MANIFEST_TRUTH_COLUMNS if c in frame.columns]
+    optional = [c for c in MANIFEST_OPTIONAL_COLUMNS if c in frame.columns]
+    frame = frame[[*MANIFEST_COLUMNS, *truth, *optional]].copy()
+    for column in (*TEXT_COLUMNS, *optional):
         frame[column] = frame[column].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v))
                                           else str(v)).astype(object)
     frame["turn"] = pd.to_numeric(frame["turn"]).astype("int64")

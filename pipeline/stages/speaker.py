@@ -54,12 +54,14 @@ class SpeakerConfig:
     checkpoint: str | None = None  # a LipSyncNet folder other than the one `lipsync_train` writes
 
 
-def _context_table() -> dict[str, tuple[str | None, str | None]]:
-    """utt_id -> (speaker, dialogue_id) from the manifest, for scorers that use them (gender_side)."""
+def _context_table() -> dict[str, str]:
+    """utt_id -> the manifest's `seat_hint` (written by adapters that know it), for the gender_side scorer."""
     if not paths.MANIFEST.exists():
         return {}
-    manifest = read_frame(paths.MANIFEST, ["utt_id", "speaker", "dialogue_id"])
-    return {r.utt_id: (r.speaker, r.dialogue_id) for r in manifest.itertuples(index=False)}
+    manifest = read_frame(paths.MANIFEST)
+    if "seat_hint" not in manifest.columns:
+        return {}
+    return dict(zip(manifest["utt_id"], manifest["seat_hint"]))
 
 
 def _jpeg_rows(utt_id: str, crops: Mapping[int, np.ndarray]) -> list[dict[str, Any]]:
@@ -73,7 +75,7 @@ def _jpeg_rows(utt_id: str, crops: Mapping[int, np.ndarray]) -> list[dict[str, A
 
 def speaker_for_media(media: Path, rows: pd.DataFrame, faces_by_utt: Mapping[str, pd.DataFrame],
                       scorer: TrackScorer, cfg: Mapping[str, Any], method: str,
-                      contexts: Mapping[str, tuple[str | None, str | None]]
+                      contexts: Mapping[str, str]
                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[Failure]]:
     """Choose the speaker of every utterance (a row of `cuts`) of one media file, decoding it once."""
     cuts = {cut.utt_id: cut for cut in rows.itertuples(index=False)}
@@ -97,9 +99,8 @@ def speaker_for_media(media: Path, rows: pd.DataFrame, faces_by_utt: Mapping[str
                 audio, rate = sf.read(cut.audio, dtype="float32")
                 if audio.ndim > 1:
                     audio = audio.mean(axis=1)
-                speaker, dialogue = contexts.get(cut.utt_id, (None, None))
                 context = UtteranceContext(cut.utt_id, audio, int(rate), float(cut.fps), int(cut.width),
-                                           int(cut.height), speaker, dialogue)
+                                           int(cut.height), contexts.get(cut.utt_id))
                 chosen = choose(item.clips, scorer, context, float(cfg["low_confidence"]))
             except (RuntimeError, ValueError, OSError) as error:
                 failures.append(Failure(STAGE, cut.utt_id, f"speaker selection failed: {error}"))

@@ -7,9 +7,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pipeline.config import ConfigError, positive
-from pipeline.datasets.demo_faces import EXPRESSIONS
-from pipeline.datasets.demo_text import TEMPLATES
-from pipeline.datasets.demo_voice import PROSODY
+from pipeline.datasets.demo.faces import EXPRESSIONS
+from pipeline.datasets.demo.text import TEMPLATES
+from pipeline.datasets.demo.voice import PROSODY
 
 KEY = "dataset.demo"
 MODALITIES = ("text", "audio", "visual")

@@ -3,24 +3,27 @@
 
 Each dialogue is one long mp4 (like an IEMOCAP session): two to four real face photos seated left
 to right, one of them speaking at a time with espeak-ng speech and a mouth that opens with it.
-Every label is shown partially and noisily by text, prosody and face (see `demo_plan`), so each
+Every label is shown partially and noisily by text, prosody and face (see `plan`), so each
 modality alone is informative and fusion is best. `annotations.parquet` holds the manifest columns,
 the ground truth later stages are scored against (`true_speaker`, `true_boxes`), and the cue each
 modality actually showed (`text_cue`, `audio_cue`, `visual_cue`, plus the espeak settings in
 `voice` and the LFW photo index of each seat in `faces`).
+
+`render()` writes a corpus and `build_manifest()` reads it back as the `demo` corpus adapter. The
+modules beside this one: `config` (the checked `dataset.demo` block), `plan` (every random choice,
+made up front), `render` (one dialogue: speech, faces, mp4), `scene`, `faces`, `text`, `voice` and
+`video` (the pieces it draws with).
 
 Render with `python -m pipeline.datasets.demo [--params params.yaml] [--root ROOT]`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +31,21 @@ import pandas as pd
 import yaml
 
 from pipeline.code_fingerprint import code_fingerprint
-from pipeline.config import ConfigError, load_params
-from pipeline.datasets.base import CorpusManifest
-from pipeline.datasets.demo_config import DemoConfig, parse
-from pipeline.datasets.demo_plan import plan_corpus
-from pipeline.datasets.demo_render import render_dialogue
-from pipeline.datasets.demo_video import ffmpeg_available
-from pipeline.datasets.demo_voice import espeak_available
+from pipeline.config import ConfigError
+from pipeline.datasets.base import CorpusManifest, RowFailure
+from pipeline.datasets.demo.config import DemoConfig, parse
+from pipeline.datasets.demo.plan import plan_corpus
+from pipeline.datasets.demo.render import render_dialogue
+from pipeline.datasets.demo.video import ffmpeg_available
+from pipeline.datasets.demo.voice import espeak_available
 from pipeline.hooks import ProgressHook, silent_hook
-from pipeline.ledger import Failure
 from pipeline.runner import PlainRunner
 from pipeline.schema import MANIFEST_COLUMNS, MANIFEST_TRUTH_COLUMNS, require_columns
 from pipeline.tables import read_frame, read_metadata, write_frame
 
 ANNOTATIONS = "annotations.parquet"
 # What a corpus holds is decided by these (and what they import): a corpus rendered by other code is stale.
-RENDERER_MODULES = ("pipeline.datasets.demo_plan", "pipeline.datasets.demo_render")
+RENDERER_MODULES = ("pipeline.datasets.demo.plan", "pipeline.datasets.demo.render")
 CUE_COLUMNS = ("text_cue", "audio_cue", "visual_cue", "voice", "faces")
 
 
@@ -99,7 +101,7 @@ def build_manifest(dataset_params: Mapping[str, Any], root: Path) -> CorpusManif
     frame = read_frame(path)
     columns = list(MANIFEST_COLUMNS) + list(MANIFEST_TRUTH_COLUMNS)
     require_columns(frame, columns, str(path))
-    failures: list[Failure] = []
+    failures: list[RowFailure] = []
     keep = []
     inside = root.resolve()
     for media, rows in frame.groupby("media", sort=False):
@@ -111,7 +113,7 @@ def build_manifest(dataset_params: Mapping[str, Any], root: Path) -> CorpusManif
         if present:
             keep.extend(rows.index)
         else:
-            failures.extend(Failure("prepare", str(utt), reason) for utt in rows["utt_id"])
+            failures.extend(RowFailure(str(utt), reason) for utt in rows["utt_id"])
     manifest = frame.loc[sorted(keep), columns].reset_index(drop=True)
     return CorpusManifest(frame=manifest, root=root, labels=list(config.labels), failures=failures)
 
@@ -198,36 +200,3 @@ def is_current(demo_params: Mapping[str, Any], root: Path) -> bool:
     """True when `root` holds a finished corpus rendered from exactly these params."""
     path = Path(root) / ANNOTATIONS
     return path.is_file() and not stale_keys(parse(demo_params), read_metadata(path))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.datasets.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
-    parser.add_argument("--root", default=None, help="where to render (default: dataset.root from the params)")
-    parser.add_argument("--workers", type=int, default=2, help="dialogues rendered in parallel (default: 2)")
-    parser.add_argument("--force", action="store_true", help="re-render even if ROOT already matches the params")
-    args = parser.parse_args(argv)
-    try:
-        params = load_params(args.params)
-        dataset = params.get("dataset") or {}
-        if "demo" not in dataset:
-            raise ConfigError(f"{args.params}: missing key 'dataset.demo'")
-        root = Path(args.root or dataset.get("root") or "")
-        if not str(root):
-            raise ConfigError(f"{args.params}: missing key 'dataset.root' (or pass --root)")
-        if not args.force and is_current(dataset["demo"], root):
-            print(f"demo corpus in {root} is up to date (use --force to re-render)")
-            return 0
-        from pipeline.hooks import TqdmHook
-
-        render(dataset["demo"], root, hook=TqdmHook(), workers=args.workers)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    frame = read_frame(root / ANNOTATIONS)
-    print(f"demo corpus: {frame['dialogue_id'].nunique()} dialogues, {len(frame)} utterances -> {root}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

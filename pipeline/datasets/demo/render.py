@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.datasets.demo_config import DemoConfig
-from pipeline.datasets.demo_plan import DialoguePlan
-from pipeline.datasets.demo_scene import BOB_PIXELS, FaceState, Scene
-from pipeline.datasets.demo_video import encode_mp4
-from pipeline.datasets.demo_voice import SAMPLE_RATE, frame_envelope, mouth_opening, synthesize
+from pipeline.datasets.demo.config import DemoConfig
+from pipeline.datasets.demo.plan import DialoguePlan
+from pipeline.datasets.demo.scene import BOB_PIXELS, FaceState, Scene
+from pipeline.datasets.demo.video import encode_mp4
+from pipeline.datasets.demo.voice import SAMPLE_RATE, frame_envelope, mouth_opening, synthesize
 
 LEAD_SECONDS = 0.3  # silence before the first utterance
 TAIL_SECONDS = 0.4  # and after the last

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from pipeline.datasets.demo_faces import AnimatedFace, feather_mask
-from pipeline.datasets.demo_plan import Person
+from pipeline.datasets.demo.faces import AnimatedFace, feather_mask
+from pipeline.datasets.demo.plan import Person
 
 BOB_PIXELS = 1  # heads bob by at most this much, so detections stay near the recorded boxes
 _CACHE_SIZE = 256  # rendered faces kept per seat (quantised opening x expression intensity)

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from pipeline.datasets.demo_config import MODALITIES, DemoConfig
-from pipeline.datasets.demo_faces import FACE_POOL
-from pipeline.datasets.demo_text import sentence
-from pipeline.datasets.demo_voice import VOICES, Delivery, Voice, delivery
+from pipeline.datasets.demo.config import MODALITIES, DemoConfig
+from pipeline.datasets.demo.faces import FACE_POOL
+from pipeline.datasets.demo.text import sentence
+from pipeline.datasets.demo.voice import VOICES, Delivery, Voice, delivery
 
 SKIN_TONES = ((1.0, 0.86, 0.74), (0.98, 0.8, 0.66), (0.86, 0.68, 0.54), (0.7, 0.54, 0.42), (1.0, 0.9, 0.82))
 GAP_SECONDS = (0.2, 0.6)  # silence between utterances
