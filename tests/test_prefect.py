@@ -11,8 +11,7 @@ import time
 import psutil
 import pytest
 
-from flows import adapter
-from pipeline import monitor
+from flows import adapter, monitor
 from pipeline.hooks import silent_hook
 from pipeline.runner import PlainRunner
 
