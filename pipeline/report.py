@@ -60,7 +60,7 @@ def speaker_results() -> dict[str, Any]:
     """How the active speaker was chosen: methods, reasons, LipSyncNet's dev figures, demo truth agreement."""
     if not paths.SPEAKER.exists():
         return {}
-    from pipeline.stages.speaker import truth_agreement
+    from pipeline.speaker_truth import truth_agreement
     from pipeline.tables import read_frame
 
     choices = read_frame(paths.SPEAKER)
