@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from pipeline import logs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -28,6 +31,7 @@ README = ROOT / "README.md"
 SPEAKER_RESULTS = "active_speaker.json"
 SPEAKER_DEV_RESULTS = "active_speaker_dev.json"
 FAULTS_RESULTS = "faults.json"
+log = logging.getLogger("pipeline.readme_tables")  # also when run as __main__
 DEMO_RESULTS = "demo.json"
 REAL_TEXT_RESULTS = "real_text.json"
 FRONT_END_RESULTS = "speaker_front_end.json"
@@ -401,12 +405,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", type=Path, default=README)
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    logs.configure()
     text = args.readme.read_text()
     rendered = render_readme(text, args.results)
     if args.check:
         if rendered != text:
-            print(f"{args.readme} is out of date with {args.results}: run python -m pipeline.readme_tables",
-                  file=sys.stderr)
+            log.error("%s is out of date with %s: run python -m pipeline.readme_tables", args.readme, args.results)
             return 1
         return 0
     args.readme.write_text(rendered)

@@ -44,9 +44,9 @@ def run(params: Mapping[str, Any], runner: Runner, arg: str | None = None) -> di
     corpus: CorpusManifest = adapter(dataset, root)
 
     frame = _normalise(corpus.frame)
-    runner.hook(STAGE, 0, len(frame))
+    runner.hook(STAGE, completed=0, total=len(frame))
     kept, problems = check_rows(frame, Path(corpus.root), corpus.labels)
-    runner.hook(STAGE, len(frame), len(frame))
+    runner.hook(STAGE, completed=len(frame), total=len(frame))
     failures = [*corpus.failures, *problems]
     total = len(frame) + len(corpus.failures)
 
