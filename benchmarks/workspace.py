@@ -22,7 +22,7 @@ import psutil
 import yaml
 
 PROJECT = Path(__file__).resolve().parents[1]
-CODE = ["pipeline", "extractors", "models", "flows", "params.yaml", "dvc.yaml", ".dvcignore"]
+CODE = ["core", "pipeline", "extractors", "models", "flows", "params.yaml", "dvc.yaml", ".dvcignore"]
 
 
 def env(**extra: str) -> dict[str, str]:

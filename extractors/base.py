@@ -19,6 +19,9 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from core.device import DeviceError, check_device
+from core.device import resolve_device as resolve
+
 MODALITIES = ("text", "audio", "visual")
 CONSUMES = ("text", "waveform", "face_frames", "full_frames")
 SAMPLE_RATE = 16_000
@@ -271,34 +274,20 @@ def check_frames(item: FramesItem) -> None:
             raise BadInput(f"expected RGB uint8 [H, W, 3] frames, got {frame.dtype} {frame.shape}")
 
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:<index>", "mps")
-
-
 def device_option(config: Mapping[str, Any], field: str = "device") -> str:
-    value = config[field]
-    if value in ("auto", "cpu", "cuda", "mps") or (
-        isinstance(value, str) and value.startswith("cuda:") and value[5:].isdigit()
-    ):
-        return value
-    raise ExtractorConfigError(field, f"is {value!r}; allowed values: {', '.join(DEVICE_CHOICES)}")
+    """A `device` option's spelling (`core.device` decides; this names the field in the error)."""
+    try:
+        return check_device(config[field])
+    except DeviceError as error:
+        raise ExtractorConfigError(field, error.reason) from error
 
 
 def resolve_device(preference: str = "auto") -> str:
-    """The best available torch device for `auto`, else the named one (which must exist)."""
-    import torch
-
-    if preference.startswith("cuda") and not torch.cuda.is_available():
-        raise ExtractorConfigError("device", f"is {preference!r} but no CUDA device is available; use auto or cpu")
-    if preference == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ExtractorConfigError("device", "is 'mps' but no Apple GPU is available; use auto or cpu")
-    if preference != "auto":
-        return preference
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
+    """The torch device for an extractor: `auto` takes CUDA, then Apple MPS, then the CPU."""
+    try:
+        return resolve(preference, auto_mps=True)
+    except DeviceError as error:
+        raise ExtractorConfigError("device", error.reason) from error
 
 
 def torch_dtype(name: str, device: str) -> Any:

@@ -20,8 +20,10 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.env import PROJECT_PACKAGES
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = frozenset({"pipeline", "models", "extractors", "flows"})
+PACKAGES = frozenset(PROJECT_PACKAGES)
 
 
 @dataclass(frozen=True)

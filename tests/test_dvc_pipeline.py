@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 PROJECT = Path(__file__).resolve().parents[1]
-CODE = ["pipeline", "extractors", "models", "flows", "params.yaml", "dvc.yaml", ".dvcignore"]
+CODE = ["core", "pipeline", "extractors", "models", "flows", "params.yaml", "dvc.yaml", ".dvcignore"]
 pytestmark = pytest.mark.slow
 
 
