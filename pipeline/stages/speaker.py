@@ -31,15 +31,12 @@ from pipeline.item_guard import guarded
 from pipeline.ledger import Failure, write_stage_ledger
 from pipeline.media import MediaError
 from pipeline.runner import Runner
+from pipeline.schema import CROPS_SCHEMA, SPEAKER_SCHEMA
 from pipeline.speaker_select import TrackScorer, UtteranceContext, build_scorer, choose
 from pipeline.speaker_truth import truth_agreement
 from pipeline.tables import concat_tables, read_frame, write_atomic
 
 STAGE = "speaker"
-CROPS_FILE = paths.SPEAKER_TRACKS / "crops.parquet"
-SPEAKER_SCHEMA = pa.schema([("utt_id", pa.string()), ("track_id", pa.int64()), ("reason", pa.string()),
-                            ("confidence", pa.float64()), ("scores", pa.string()), ("method", pa.string())])
-CROPS_SCHEMA = pa.schema([("utt_id", pa.string()), ("frame", pa.int64()), ("jpeg", pa.binary())])
 def _context_table() -> dict[str, tuple[str | None, str | None]]:
     """utt_id -> (speaker, dialogue_id) from the manifest, for scorers that use them (gender_side)."""
     if not paths.MANIFEST.exists():
@@ -158,7 +155,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     crops = concat_tables([r[1] for r in results], CROPS_SCHEMA).sort_by([("utt_id", "ascending"),
                                                                          ("frame", "ascending")])
     write_atomic(speakers, paths.SPEAKER, {"stage": STAGE, "config": cfg, "code_version": code})
-    write_atomic(crops, CROPS_FILE, {"stage": STAGE, "crop_size": cfg["crop_size"]})
+    write_atomic(crops, paths.CROPS, {"stage": STAGE, "crop_size": cfg["crop_size"]})
     write_stage_ledger(STAGE, failures, len(video_cuts), params["run"]["max_failure_ratio"])
     summary = speakers.to_pandas()
     chosen = {"auto_reason": scorer.reason} if hasattr(scorer, "reason") else {}
