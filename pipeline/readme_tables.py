@@ -10,8 +10,8 @@ A table lives in README.md between two markers naming its renderer:
 every marked block from the JSON files; `--check` exits non-zero when README and JSON disagree (the
 test suite runs the same check, and fails for a results file no block renders). To add a table,
 register a renderer: a function from the results folder to Markdown (the module's one job; its length is
-its renderers, one per results file). Files written before the
-provenance block existed lack a commit and keep their machine as a dict; their source lines say so.
+its renderers, one per results file). Files written before the provenance block existed lack a commit
+and keep their machine as a dict; their source lines say so.
 """
 
 from __future__ import annotations
