@@ -35,7 +35,7 @@ DEFAULT_METHODS = ["auto", "lipsyncnet", "mouth_motion", "fused", "largest_face"
 
 def speaker_agreement(workdir: Path) -> dict[str, Any]:
     """Share of multi-face utterances whose chosen track is the generator's speaker, and the reasons."""
-    code = ("import json; from pipeline.stages.speaker import truth_agreement; from pipeline.tables import read_frame; "
+    code = ("import json; from pipeline.speaker_truth import truth_agreement; from pipeline.tables import read_frame; "
             "c = read_frame('data/speaker.parquet'); "
             "print(json.dumps({**truth_agreement(c), 'reasons': c.reason.value_counts().to_dict()}))")
     out = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, check=True)

@@ -1,1 +1,1 @@
-"""Small shared pieces that `pipeline/`, `extractors/` and `models/` all use; imports nothing from them."""
+"""Small pieces every layer shares (pipeline, extractors, models): this package imports no project package."""

@@ -20,6 +20,8 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from core.config import ConfigError, as_block, parse_block, recorded, setting
+from core.device import DeviceError, check_device
+from core.device import resolve_device as resolve
 
 MODALITIES = ("text", "audio", "visual")
 CONSUMES = ("text", "waveform", "face_frames", "full_frames")
@@ -185,16 +187,15 @@ class Extractor(ABC):
 # -- settings every extractor family shares ---------------------------------------------------------
 
 VISUAL_INPUTS = {"face": "face_frames", "full_frame": "full_frames"}  # `input:` -> what is consumed
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:<index>", "mps")
 
 
 def device_problem(value: Any) -> str | None:
-    """What is wrong with a `device:` value (None for auto, cpu, cuda, cuda:<n>, mps)."""
-    if value in ("auto", "cpu", "cuda", "mps") or (
-        isinstance(value, str) and value.startswith("cuda:") and value[5:].isdigit()
-    ):
-        return None
-    return f"is {value!r}; allowed values: {', '.join(DEVICE_CHOICES)}"
+    """What is wrong with a `device:` value (None for auto, cpu, cuda, cuda:<n>, mps): `core.device` decides."""
+    try:
+        check_device(value)
+    except DeviceError as error:
+        return error.reason
+    return None
 
 
 def device_setting() -> Any:
@@ -225,21 +226,11 @@ def check_frames(item: FramesItem) -> None:
 
 
 def resolve_device(preference: str = "auto") -> str:
-    """The best available torch device for `auto`, else the named one (which must exist)."""
-    import torch
-
-    if preference.startswith("cuda") and not torch.cuda.is_available():
-        raise ExtractorConfigError("device", f"is {preference!r} but no CUDA device is available; use auto or cpu")
-    if preference == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ExtractorConfigError("device", "is 'mps' but no Apple GPU is available; use auto or cpu")
-    if preference != "auto":
-        return preference
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
+    """The torch device for an extractor: `auto` takes CUDA, then Apple MPS, then the CPU."""
+    try:
+        return resolve(preference, auto_mps=True)
+    except DeviceError as error:
+        raise ExtractorConfigError("device", error.reason) from error
 
 
 def torch_dtype(name: str, device: str) -> Any:

@@ -1,8 +1,9 @@
 """Running a pipeline stage as a Prefect flow: one flow run per stage, one task per work item.
 
-Monitoring is best effort and never on the stage's path. The flow runs on its own thread; progress
-and summary artifacts are pushed from background threads; a `ServerWatch` notices a server that
-dies or freezes, prints one warning line, silences Prefect and lets the stage finish without it
+Monitoring is best effort and never on the stage's path. The flow runs on its own thread; the
+runner's hook (`PrefectArtifactHook`, composed with the progress bar) pushes progress artifacts from
+background threads and the summary artifact once the work is done; a `ServerWatch` notices a server
+that dies or freezes, logs one warning line, silences Prefect and lets the stage finish without it
 (later maps run plainly). If Prefect fails before the stage starts, the stage runs plainly; its
 per-item part cache means finished items are never redone. A dead server never fails or hangs a stage.
 """
@@ -18,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from flows.watch import ServerWatch
-from pipeline.hooks import TqdmHook
+from pipeline.hooks import Hooks, TqdmHook
 from pipeline.runner import PlainRunner
 from pipeline.stages import get_stage
 
@@ -80,17 +81,70 @@ class ProgressReporter:
         self._push()
 
 
+class PrefectArtifactHook:
+    """The hook (`pipeline.hooks`) that shows a stage in Prefect: one progress artifact per step and a
+    summary artifact for the stage's own summary (`hook(stage_key, summary)`).
+
+    Progress goes through a `ProgressReporter` thread per step; once the watch has lost the server,
+    nothing is reported.
+    """
+
+    def __init__(self, stage_key: str, watch: ServerWatch) -> None:
+        self.stage_key = stage_key
+        self.watch = watch
+        self._reporters: dict[str, ProgressReporter] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, step_name: str, artifact: Any = None, *, completed: int | None = None,
+                 total: int | None = None) -> None:
+        if self.watch.lost.is_set():
+            return
+        if completed is not None and total is not None:
+            self._progress(step_name, completed, total)
+        if artifact is not None and step_name == self.stage_key:
+            self._summary(artifact)
+
+    def _progress(self, step_name: str, completed: int, total: int) -> None:
+        with self._lock:
+            reporter = self._reporters.get(step_name)
+            if reporter is None:
+                reporter = ProgressReporter(_artifact_key(f"{self.stage_key}-{step_name}"), self.watch)
+                self._reporters[step_name] = reporter
+            reporter.update(completed / max(1, total))
+            if completed >= total:
+                del self._reporters[step_name]
+                reporter.finish()
+
+    def _summary(self, summary: Any) -> None:
+        try:
+            from prefect.artifacts import create_markdown_artifact
+
+            create_markdown_artifact(_summary_markdown(self.stage_key, dict(summary)),
+                                     key=_artifact_key(f"{self.stage_key}-summary"),
+                                     description=f"summary of {self.stage_key}")
+        except Exception as error:
+            self.watch.declare_lost(f"summary not reported: {type(error).__name__}: {error}")
+
+    def close(self) -> None:
+        """Finish the reporters of steps that never reached their total."""
+        with self._lock:
+            reporters, self._reporters = list(self._reporters.values()), {}
+        for reporter in reporters:
+            reporter.finish()
+
+
 class PrefectRunner:
     """The `Runner` protocol over Prefect tasks submitted to the flow's task runner.
 
-    Once the watch has lost the server, maps run on a `PlainRunner` instead.
+    Its hook draws the progress bar and feeds Prefect's artifacts. Once the watch has lost the
+    server, maps run on a `PlainRunner` instead.
     """
 
     def __init__(self, stage_key: str, watch: ServerWatch, workers: int) -> None:
         self.stage_key = stage_key
         self.watch = watch
         self.workers = workers
-        self.hook = TqdmHook()
+        self.hook = Hooks(TqdmHook(), PrefectArtifactHook(stage_key, watch))
 
     def map(self, fn: Callable[[T], R], items: Sequence[T], name: str) -> list[R]:
         if self.watch.lost.is_set():
@@ -100,23 +154,19 @@ class PrefectRunner:
         from prefect.futures import as_completed
 
         items = list(items)
-        reporter = ProgressReporter(_artifact_key(f"{self.stage_key}-{name}"), self.watch)
         try:
             work = task(fn, name=name, cache_policy=NO_CACHE, persist_result=False)
             futures = [work.with_options(task_run_name=f"{name}-{index}").submit(item)
                        for index, item in enumerate(items)]
         except Exception as error:  # Prefect could not take the work: do it here
             self.watch.declare_lost(f"tasks not submitted: {type(error).__name__}: {error}")
-            reporter.finish()
             return PlainRunner(self.workers, hook=self.hook).map(fn, items, name)
         index_of = {id(future): index for index, future in enumerate(futures)}
         results: list[R | None] = [None] * len(items)
-        self.hook(name, 0, len(items))
+        self.hook(name, completed=0, total=len(items))
         for done, future in enumerate(as_completed(futures), 1):
             results[index_of[id(future)]] = future.result()
-            self.hook(name, done, len(items))
-            reporter.update(done / max(1, len(items)))
-        reporter.finish()
+            self.hook(name, completed=done, total=len(items))
         return results  # type: ignore[return-value]
 
 
@@ -149,7 +199,9 @@ def run_stage_as_flow(stage: str, arg: str | None, params: dict[str, Any], api: 
     """Run `stage` inside a Prefect flow reporting to `api`; fall back to a plain run on any failure."""
     if api:
         os.environ["PREFECT_API_URL"] = api
-    os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")  # stages log nothing worth shipping
+    # log records stay on stderr; `PREFECT_LOGGING_TO_API_ENABLED=true` ships them, the project's loggers included
+    # (pipeline.env names them in PREFECT_LOGGING_EXTRA_LOGGERS)
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
     name = stage if arg is None else f"{stage}@{arg}"
     workers = int(params.get("run", {}).get("workers", 2))
     watch = (watch or ServerWatch(api, name)).start()
@@ -160,7 +212,6 @@ def run_stage_as_flow(stage: str, arg: str | None, params: dict[str, Any], api: 
     def run_flow() -> None:
         try:
             from prefect import flow, tags
-            from prefect.artifacts import create_markdown_artifact
             from prefect.settings import PREFECT_API_URL, temporary_settings
 
             from flows.runtime import task_runner
@@ -170,17 +221,14 @@ def run_stage_as_flow(stage: str, arg: str | None, params: dict[str, Any], api: 
             def stage_flow() -> dict[str, Any]:
                 if not owner.claim("flow"):
                     return {}
-                try:
-                    box["summary"] = stage_fn(params, PrefectRunner(name, watch, workers), arg)
-                except BaseException as error:
-                    box["stage_error"] = error  # the stage's own failure: never retried as if monitoring broke
-                    raise
-                if not watch.lost.is_set():
+                runner = PrefectRunner(name, watch, workers)
+                with runner.hook:
                     try:
-                        create_markdown_artifact(_summary_markdown(name, box["summary"]),
-                                                 key=_artifact_key(f"{name}-summary"), description=f"summary of {name}")
-                    except Exception as error:
-                        watch.declare_lost(f"summary not reported: {type(error).__name__}: {error}")
+                        box["summary"] = stage_fn(params, runner, arg)
+                    except BaseException as error:
+                        box["stage_error"] = error  # the stage's own failure: never retried as if monitoring broke
+                        raise
+                    runner.hook(name, box["summary"])
                 return box["summary"]
 
             run_tags = [t for t in (os.environ.get("PIPELINE_RUN_TAG"), os.environ.get("DVC_STAGE")) if t]

@@ -2,7 +2,7 @@
 
 A `ServerWatch` polls the server's `/health` from its own thread. When the server stops answering
 (killed, or frozen by SIGSTOP: its port still accepts connections but nothing comes back), the watch
-declares the monitor lost exactly once: it prints one warning line, silences Prefect's own loggers
+declares the monitor lost exactly once: it logs one warning line, silences Prefect's own loggers
 (each lost event would otherwise print a multi-kilobyte ERROR record) and tells the stage runner to
 carry on without Prefect. The stage's work never waits on the server.
 """
@@ -10,15 +10,15 @@ carry on without Prefect. The stage's work never waits on the server.
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 from collections.abc import Callable
 
-from pipeline.monitor import api_healthy
+from flows.monitor import api_healthy
 
 POLL_SECONDS = 2.0
 HEALTH_TIMEOUT_SECONDS = 3.0
 MISSES_BEFORE_LOST = 2  # a loaded machine may miss one answer; two in a row is a lost server
+log = logging.getLogger(__name__)
 
 
 PREFECT_SERVICE_LOGGERS = ("EventsWorker", "APILogWorker")  # named after their class, outside `prefect.`
@@ -66,15 +66,15 @@ class ServerWatch:
         self._stop.set()
 
     def declare_lost(self, reason: str) -> None:
-        """Print the one warning line (only the first call does anything) and go quiet."""
+        """Log the one warning line (only the first call does anything) and go quiet."""
         with self._lock:
             if self.lost.is_set():
                 return
             self.lost.set()
         silence_prefect_logging()
         reason = " ".join(reason.split())[:200]  # one line, whatever the error text
-        print(f"[prefect] monitoring at {self.api} stopped ({reason}); {self.name} goes on without it, "
-              "its result is unaffected", file=sys.stderr, flush=True)
+        log.warning("[prefect] monitoring at %s stopped (%s); %s goes on without it, its result is unaffected",
+                    self.api, reason, self.name)
 
     def _loop(self) -> None:
         misses = 0

@@ -1,25 +1,31 @@
 """`python -m pipeline <stage> [arg]`: the one entry point every `dvc.yaml` stage calls.
 
-The stage runs under a Prefect flow when a Prefect server answers (or `PIPELINE_ORCHESTRATOR=prefect`
-forces it) and plainly with a progress bar otherwise, so `dvc repro` stays fast offline and gains
-monitoring for free when `make ui` is running.
+The stage reports to a monitor when one is installed and can report (the Prefect monitor in
+`flows/`, registered as an entry point, reports when a Prefect server answers or
+`PIPELINE_ORCHESTRATOR=prefect` forces it) and runs plainly with a progress bar otherwise, so
+`dvc repro` stays fast offline and gains monitoring for free when `make ui` is running. The summary
+is printed as one JSON line on stdout; messages go to stderr through `logging`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 
+from pipeline import logs
 from pipeline.config import ConfigError, load_params
 from pipeline.dag import under_dvc
 from pipeline.item_guard import DiskFull, disk_full, is_disk_full
 from pipeline.ledger import FailureRatioExceeded
-from pipeline.monitor import monitoring_api
+from pipeline.monitor import StageMonitor, find_monitor
 from pipeline.params_check import check_params
 from pipeline.runner import PlainRunner
 from pipeline.stages import STAGE_MODULES, get_stage
+
+log = logging.getLogger("pipeline")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,49 +34,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("arg", nargs="?", default=None, help="feature key or model name for per-item stages")
     parser.add_argument("--params", default="params.yaml")
     options = parser.parse_args(argv)
+    logs.configure()
     started = time.perf_counter()
     name = options.stage if options.arg is None else f"{options.stage}@{options.arg}"
-    watch = None
+    monitor: StageMonitor | None = None
     code = 0
     try:
         params = load_params(options.params)
         dvc_yaml, dvc_stage = under_dvc() or (None, None)  # started by DVC: its dvc.yaml must match params
         # every block, before any work: a typo never runs on defaults, a stale DAG never trains
         for warning in check_params(params, dvc_yaml, dvc_stage):
-            print(f"warning: {warning}", file=sys.stderr)
-        api = monitoring_api()
-        if api is not None:
-            from flows.adapter import run_stage_as_flow
-            from flows.watch import ServerWatch
-
-            watch = ServerWatch(api, name)
-            summary = run_stage_as_flow(options.stage, options.arg, params, api, watch=watch)
+            log.warning("warning: %s", warning)
+        monitor = find_monitor(name)
+        if monitor is not None:
+            summary = monitor.run(options.stage, options.arg, params)
         else:
             summary = get_stage(options.stage)(params, PlainRunner(params.get("run", {}).get("workers", 2)),
                                                options.arg)
         summary = {"stage": name, "seconds": round(time.perf_counter() - started, 2), **(summary or {})}
         print(json.dumps(summary, default=str))
     except ConfigError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
+        log.error("configuration error: %s", error)
         code = 2
     except FailureRatioExceeded as error:
-        print(str(error), file=sys.stderr)
+        log.error("%s", error)
         code = 3
     except OSError as error:
         if not is_disk_full(error):
             raise
         message = str(error) if isinstance(error, DiskFull) else str(disk_full(error, options.stage))
-        print(f"disk full: {message}", file=sys.stderr)
+        log.error("disk full: %s", message)
         code = 4
     except BaseException:
         code = 1  # a crash keeps its traceback and a failing exit status
         raise
     finally:
-        if watch is not None:  # Prefect flushes events at exit: bounded, and skipped once the server is gone
-            from flows.adapter import cap_exit_flush
-
-            cap_exit_flush(code, lost=watch.lost.is_set())
+        if monitor is not None:
+            monitor.close(code)
     return code
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,8 +20,10 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.env import PROJECT_PACKAGES
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = frozenset({"core", "pipeline", "models", "extractors", "flows"})
+PACKAGES = frozenset(PROJECT_PACKAGES)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,24 @@ def code_fingerprint(*modules: str, root: Path | None = None) -> str:
 def module_closure(*modules: str, root: Path | None = None) -> list[str]:
     """The project modules `code_fingerprint(*modules)` covers, sorted (for tests and explanations)."""
     return sorted(_closure(modules, root or PROJECT_ROOT))
+
+
+def imports_of(name: str, root: Path | None = None) -> tuple[str, ...]:
+    """Every dotted name module `name` may load, project or not, as the fingerprint reads them.
+
+    `from a import b` gives both `a` and `a.b` (`b` may be a module or a name inside `a`);
+    `module_path` tells which are project modules.
+    """
+    root = root or PROJECT_ROOT
+    path = _source(name, root)
+    if path is None:
+        raise ValueError(f"{name!r} is not a module under {root}")
+    return _parse(name, path).imports
+
+
+def module_path(name: str, root: Path | None = None) -> Path | None:
+    """The source file of project module `name` (a package's `__init__.py`), or None if it is none."""
+    return _source(name, root or PROJECT_ROOT)
 
 
 def _closure(modules: tuple[str, ...], root: Path) -> dict[str, _Parsed]:

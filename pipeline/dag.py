@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import logging
 import os
 import re
 import sys
@@ -32,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from pipeline import logs
 from pipeline.config import ConfigError, load_params
 
 FEATURES_DIR = "data/features"
@@ -41,6 +43,7 @@ LIPSYNC_METHODS = ("auto", "lipsyncnet", "fused")  # speaker methods that read t
 LIPSYNC_PARAMS = ("lipsync.max_offset", "lipsync.search_offset", "lipsync.score", "lipsync.device")
 MODEL_STAGES = {"train": "models", "evaluate": "models", "refine": "refine", "evaluate_refined": "refine"}
 SLOT = "in{}"
+log = logging.getLogger("pipeline.dag")  # also when run as __main__
 FIX = "run `python -m pipeline.dag` (or `make dag`) to rewrite dvc.yaml from params.yaml, then `dvc repro` again"
 
 
@@ -319,14 +322,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--dvc-yaml", default="dvc.yaml")
     options = parser.parse_args(argv)
+    logs.configure()
     dvc_yaml = Path(options.dvc_yaml)
     try:
         params = load_params(options.params)
         if options.check:
             drift = compare(params, yaml.safe_load(dvc_yaml.read_text()) or {})
             if drift:
-                print("dvc.yaml is out of sync with params.yaml:\n  " + "\n  ".join(drift.lines()) + f"\n{FIX}",
-                      file=sys.stderr)
+                log.error("dvc.yaml is out of sync with params.yaml:\n  %s\n%s", "\n  ".join(drift.lines()), FIX)
                 return 1
             print(f"{dvc_yaml} is in sync with {options.params}")
             return 0
@@ -334,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         drift = compare(params, yaml.safe_load(before) or {})
         after = render(before, params)
     except ConfigError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
+        log.error("configuration error: %s", error)
         return 2
     if after == before:
         print(f"{dvc_yaml} already matches {options.params}")

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_PACKAGES = ("core", "extractors", "flows", "models", "pipeline")  # also the names of their loggers
 
 
 def apply_project_env() -> None:
@@ -20,6 +21,8 @@ def apply_project_env() -> None:
         "PREFECT_CLIENT_MAX_RETRIES": "1",
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
         "TOKENIZERS_PARALLELISM": "false",
+        "PREFECT_LOGGING_EXTRA_LOGGERS": ",".join(PROJECT_PACKAGES),  # Prefect's handler on our loggers too
+        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",  # our messages outside a flow run stay local
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from pipeline import paths
+from pipeline import logs, paths
 from pipeline.clips import ClipRequest, collect_clips, evenly, tracks_of
 from pipeline.config import load_params
 from pipeline.media import MediaError, iter_frames
@@ -34,6 +35,7 @@ CHOSEN = (40, 200, 60)
 OTHER = (220, 60, 50)
 TILE_WIDTH = 320
 STRIP_CROPS = 10
+log = logging.getLogger("pipeline.inspect_speaker")  # also when run as __main__
 
 
 def _text(canvas: np.ndarray, text: str, origin: tuple[int, int], scale: float = 0.5,
@@ -148,13 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("inspect") / "speaker")
     parser.add_argument("--frames", type=int, default=8, help="frames shown per utterance")
     options = parser.parse_args(argv)
+    logs.configure()
     options.out.mkdir(parents=True, exist_ok=True)
     status = 0
     for utt_id in options.utt_ids:
         try:
             sheet = contact_sheet(utt_id, options.frames)
         except (KeyError, FileNotFoundError, MediaError) as error:
-            print(f"{utt_id}: {error}", file=sys.stderr)
+            log.error("%s: %s", utt_id, error)
             status = 1
             continue
         target = options.out / f"{paths.safe_name(utt_id)}.png"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +12,7 @@ from pipeline import paths
 from pipeline.tables import read_frame, write_frame
 
 COLUMNS = ["stage", "utt_id", "reason"]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -30,15 +31,15 @@ def failures_frame(failures: list[Failure]) -> pd.DataFrame:
 
 
 def write_stage_ledger(stage: str, failures: list[Failure], total: int, max_ratio: float) -> Path:
-    """Write this stage's ledger, print a summary, and fail only past the configured ratio."""
+    """Write this stage's ledger, log a summary, and fail only past the configured ratio."""
     path = paths.stage_ledger(stage)
     write_frame(failures_frame(sorted(failures, key=lambda f: f.utt_id)), path)
     if failures:
-        print(f"[{stage}] {len(failures)} of {total} utterances failed (see {path}):", file=sys.stderr)
-        for failure in failures[:10]:
-            print(f"  {failure.utt_id}: {failure.reason}", file=sys.stderr)
+        lines = [f"[{stage}] {len(failures)} of {total} utterances failed (see {path}):",
+                 *(f"  {failure.utt_id}: {failure.reason}" for failure in failures[:10])]
         if len(failures) > 10:
-            print(f"  ... and {len(failures) - 10} more", file=sys.stderr)
+            lines.append(f"  ... and {len(failures) - 10} more")
+        log.warning("\n".join(lines))
     if total and len(failures) / total > max_ratio:
         raise FailureRatioExceeded(
             f"[{stage}] {len(failures)}/{total} utterances failed, above run.max_failure_ratio={max_ratio}"

@@ -1,47 +1,60 @@
-"""Deciding whether a stage reports to Prefect: only when a server answers, never by accident.
+"""Finding the monitor a stage reports to, without the pipeline knowing what it is.
 
-The address comes from `PREFECT_API_URL`, else from `.prefect/server.json` written by `make ui`,
-so a `dvc repro` in another terminal shows up in the UI without exporting anything.
+A monitor (the Prefect one lives in `flows/`) is installed as an entry point in the
+`merc_pipeline.monitors` group: a factory `factory(name, forced) -> StageMonitor | None` that
+returns a monitor only when it can report (a server answers). `PIPELINE_ORCHESTRATOR` chooses:
+`auto` (default) asks every installed monitor, `plain` asks none, and any other value names the
+monitor that must run, forced. An install older than the entry point has no monitor and runs
+plainly; naming a monitor that is not installed is a configuration error that says how to fix it.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import os
-import urllib.request
-from pathlib import Path
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, Protocol
 
-SERVER_FILE = Path(".prefect") / "server.json"  # in the DVC workspace, written by `make ui`
+from pipeline.config import ConfigError
 
-
-def configured_api() -> str | None:
-    api = os.environ.get("PREFECT_API_URL")
-    if api:
-        return api
-    if SERVER_FILE.exists():
-        try:
-            return json.loads(SERVER_FILE.read_text())["api_url"]
-        except (ValueError, KeyError):
-            return None
-    return None
+GROUP = "merc_pipeline.monitors"
+log = logging.getLogger(__name__)
 
 
-def api_healthy(api: str, timeout: float = 1.0) -> bool:
-    try:
-        with urllib.request.urlopen(f"{api.rstrip('/')}/health", timeout=timeout) as response:
-            return response.status == 200
-    except (OSError, ValueError):
-        return False
+class StageMonitor(Protocol):
+    def run(self, stage: str, arg: str | None, params: dict[str, Any]) -> dict[str, Any]:
+        """Run the stage under monitoring and return its summary (the stage's own result)."""
+        ...
+
+    def close(self, code: int) -> None:
+        """Called once the summary is printed, with the process's exit status."""
+        ...
 
 
-def monitoring_api() -> str | None:
-    """The Prefect API to report to, or None to run plain. `PIPELINE_ORCHESTRATOR` overrides."""
+def installed_monitors() -> dict[str, EntryPoint]:
+    return {entry.name: entry for entry in entry_points(group=GROUP)}
+
+
+def find_monitor(name: str) -> StageMonitor | None:
+    """The monitor stage `name` (`stage` or `stage@arg`) reports to, or None to run plain."""
     mode = os.environ.get("PIPELINE_ORCHESTRATOR", "auto")
     if mode == "plain":
         return None
-    api = configured_api()
-    if api and api_healthy(api):
-        return api
-    if mode == "prefect":
-        return api or ""  # forced: Prefect's own default (ephemeral server) when no URL is set
-    return None
+    monitors = installed_monitors()
+    if mode == "auto":
+        for entry in monitors.values():
+            try:
+                monitor = entry.load()(name, forced=False)
+            except Exception as error:  # monitoring is best effort: a broken monitor never stops a stage
+                log.warning("monitor %r could not start (%s: %s); %s runs without it",
+                            entry.name, type(error).__name__, error, name)
+                continue
+            if monitor is not None:
+                return monitor
+        return None
+    if mode not in monitors:
+        installed = ", ".join(sorted(monitors)) or "none"
+        raise ConfigError(f"PIPELINE_ORCHESTRATOR is {mode!r} but no such monitor is installed (installed: "
+                          f"{installed}); allowed values: auto, plain or an installed monitor. "
+                          "Reinstall the project (`pip install -e .`) to register the Prefect monitor")
+    return monitors[mode].load()(name, forced=True)

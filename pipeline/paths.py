@@ -11,6 +11,7 @@ CUTS = DATA / "cuts.parquet"
 FACES = DATA / "faces.parquet"
 SPEAKER = DATA / "speaker.parquet"
 SPEAKER_TRACKS = DATA / "speaker_tracks"
+CROPS = SPEAKER_TRACKS / "crops.parquet"  # the chosen track's face crops, read by the visual extractors
 FEATURES_DIR = DATA / "features"
 FAILURES_DIR = DATA / "failures"
 FAILURES = DATA / "failures.parquet"

@@ -9,18 +9,22 @@ A table lives in README.md between two markers naming its renderer:
 `python -m pipeline.readme_tables` (or `python -m pipeline.report --readme`, the same command) rewrites
 every marked block from the JSON files; `--check` exits non-zero when README and JSON disagree (the
 test suite runs the same check, and fails for a results file no block renders). To add a table,
-register a renderer: a function from the results folder to Markdown. Files written before the
-provenance block existed lack a commit and keep their machine as a dict; their source lines say so.
+register a renderer: a function from the results folder to Markdown (the module's one job; its length is
+its renderers, one per results file). Files written before the provenance block existed lack a commit
+and keep their machine as a dict; their source lines say so.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from pipeline import logs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -28,6 +32,7 @@ README = ROOT / "README.md"
 SPEAKER_RESULTS = "active_speaker.json"
 SPEAKER_DEV_RESULTS = "active_speaker_dev.json"
 FAULTS_RESULTS = "faults.json"
+log = logging.getLogger("pipeline.readme_tables")  # also when run as __main__
 DEMO_RESULTS = "demo.json"
 REAL_TEXT_RESULTS = "real_text.json"
 FRONT_END_RESULTS = "speaker_front_end.json"
@@ -401,12 +406,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", type=Path, default=README)
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    logs.configure()
     text = args.readme.read_text()
     rendered = render_readme(text, args.results)
     if args.check:
         if rendered != text:
-            print(f"{args.readme} is out of date with {args.results}: run python -m pipeline.readme_tables",
-                  file=sys.stderr)
+            log.error("%s is out of date with %s: run python -m pipeline.readme_tables", args.readme, args.results)
             return 1
         return 0
     args.readme.write_text(rendered)

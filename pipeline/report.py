@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline import paths
+from pipeline import logs, paths
 from pipeline.config import load_params
 from pipeline.provenance import dvc_lock_outputs, provenance
 
 VOLATILE = ("commit", "dirty", "machine", "date")  # the provenance keys a rerun may change
 DIGITS = 4  # scores are rounded so that the file is stable and readable (0.01 percentage points)
+log = logging.getLogger("pipeline.report")  # also when run as __main__
 
 
 def _fmt(block: dict | None) -> str:
@@ -60,7 +62,7 @@ def speaker_results() -> dict[str, Any]:
     """How the active speaker was chosen: methods, reasons, LipSyncNet's dev figures, demo truth agreement."""
     if not paths.SPEAKER.exists():
         return {}
-    from pipeline.stages.speaker import truth_agreement
+    from pipeline.speaker_truth import truth_agreement
     from pipeline.tables import read_frame
 
     choices = read_frame(paths.SPEAKER)
@@ -151,15 +153,15 @@ def demo_json(path: Path, check: bool) -> int:
     fresh = demo_results(path)
     if not path.exists():
         if check:
-            print(f"{path} does not exist: `python -m pipeline.report --demo-json {path}` writes it", file=sys.stderr)
+            log.error("%s does not exist: `python -m pipeline.report --demo-json %s` writes it", path, path)
             return 1
         found = None
     else:
         found = differences(json.loads(path.read_text()), fresh)
         for line in found[:40]:
-            print(f"  {line}", file=sys.stderr)
+            log.info("  %s", line)
         if len(found) > 40:
-            print(f"  ... and {len(found) - 40} more", file=sys.stderr)
+            log.info("  ... and %d more", len(found) - 40)
     if check:
         print(f"{path}: {'NOT reproduced' if found else 'reproduced'} (commit, dirty, machine and date not compared)")
         return 1 if found else 0
@@ -209,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     target.add_argument("--readme", action="store_true", help="rewrite README's results tables from the JSON")
     parser.add_argument("--check", action="store_true", help="with --demo-json or --readme: compare, write nothing")
     args = parser.parse_args(argv)
+    logs.configure()
     if args.readme:
         from pipeline import readme_tables
 
@@ -219,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return demo_json(args.demo_json, args.check)
         except FileNotFoundError as missing:
-            print(missing, file=sys.stderr)
+            log.error("%s", missing)
             return 2
     return summary()
 

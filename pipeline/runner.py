@@ -1,7 +1,9 @@
-"""How a stage runs its work: `map` over videos or chunks, with progress through a hook.
+"""How a stage runs its work: `map` over videos or chunks, reporting through its hook.
 
-Stage code only sees this protocol. `PlainRunner` (threads + progress bar) is the default; the
-Prefect runner in `flows/adapter.py` implements the same protocol with one task per item.
+Stage code only sees this protocol: `runner.map(...)` for the work and `runner.hook(...)`
+(`pipeline.hooks`) for progress it measures itself (epochs, folds). `PlainRunner` (threads +
+progress bar) is the default; the Prefect runner in `flows/adapter.py` implements the same protocol
+with one task per item and a hook that also feeds Prefect's artifacts.
 """
 
 from __future__ import annotations
@@ -44,17 +46,17 @@ class PlainRunner:
     def map(self, fn: Callable[[T], R], items: Sequence[T], name: str) -> list[R]:
         items = list(items)
         total = len(items)
-        self.hook(name, 0, total)
+        self.hook(name, completed=0, total=total)
         if self.workers == 1 or total <= 1:
             results = []
             for done, item in enumerate(items, 1):
                 results.append(fn(item))
-                self.hook(name, done, total)
+                self.hook(name, completed=done, total=total)
             return results
         slots: list[R | None] = [None] * total
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             futures = {pool.submit(fn, item): index for index, item in enumerate(items)}
             for done, future in enumerate(as_completed(futures), 1):
                 slots[futures[future]] = future.result()
-                self.hook(name, done, total)
+                self.hook(name, completed=done, total=total)
         return slots  # type: ignore[return-value]

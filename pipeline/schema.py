@@ -1,7 +1,10 @@
-"""Column contracts of the tables stages exchange. Every table joins on `utt_id`.
+"""Column contracts of the tables stages exchange, in one place. Every table joins on `utt_id`.
 
-Kept as plain tuples + validators so a stage can check its input at the door and fail with a
-message that names the missing column instead of a KeyError deep inside.
+The tables a stage writes with pyarrow are declared here as the `pa.schema` the writer uses
+(`CUTS_SCHEMA`, ...), so what is written and what a reader expects cannot drift apart; the
+manifest, written from pandas by the corpus adapters, is a tuple of column names. `require_columns`
+lets a stage check its input at the door and fail with a message that names the missing column
+instead of a KeyError deep inside.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import pandas as pd
+import pyarrow as pa
 
 SPLITS = ("train", "dev", "test")
 
@@ -26,19 +30,46 @@ MANIFEST_OPTIONAL_COLUMNS = ("session", "seat_hint")
 
 # data/cuts.parquet — one row per utterance that has usable media. Frames are indices into the
 # source video (no re-encode): [start_frame, end_frame). `audio` is the 16 kHz mono wav path.
-CUTS_COLUMNS = (
-    "utt_id", "media", "audio", "fps", "start_frame", "end_frame", "start", "duration", "width", "height", "has_video",
-)
+CUTS_SCHEMA = pa.schema([
+    ("utt_id", pa.string()),
+    ("media", pa.string()),
+    ("audio", pa.string()),
+    ("fps", pa.float64()),
+    ("start_frame", pa.int64()),
+    ("end_frame", pa.int64()),
+    ("start", pa.float64()),
+    ("duration", pa.float64()),
+    ("width", pa.int64()),
+    ("height", pa.int64()),
+    ("has_video", pa.bool_()),
+])
 
 # data/faces.parquet — one row per (utterance, track, sampled frame); boxes in source pixels.
-FACES_COLUMNS = ("utt_id", "track_id", "frame", "x1", "y1", "x2", "y2", "score", "interpolated")
+FACES_SCHEMA = pa.schema([
+    ("utt_id", pa.string()),
+    ("track_id", pa.int64()),
+    ("frame", pa.int64()),
+    ("x1", pa.float64()),
+    ("y1", pa.float64()),
+    ("x2", pa.float64()),
+    ("y2", pa.float64()),
+    ("score", pa.float64()),
+    ("interpolated", pa.bool_()),
+])
 
-# data/speaker.parquet — the chosen face track per utterance and why.
-SPEAKER_COLUMNS = ("utt_id", "track_id", "reason", "confidence", "scores", "method")
+# data/speaker.parquet — the chosen face track per utterance and why (`scores`: JSON, track id -> score).
+SPEAKER_SCHEMA = pa.schema([
+    ("utt_id", pa.string()),
+    ("track_id", pa.int64()),
+    ("reason", pa.string()),
+    ("confidence", pa.float64()),
+    ("scores", pa.string()),
+    ("method", pa.string()),
+])
 SPEAKER_REASONS = ("no_face", "single_face", "scored", "low_confidence")
 
 # data/speaker_tracks/crops.parquet — JPEG face crops of the chosen track, in frame order.
-CROPS_COLUMNS = ("utt_id", "frame", "jpeg")
+CROPS_SCHEMA = pa.schema([("utt_id", pa.string()), ("frame", pa.int64()), ("jpeg", pa.binary())])
 
 
 def require_columns(frame: pd.DataFrame, columns: Iterable[str], table: str) -> None:

@@ -519,7 +519,7 @@ def _stage_project(tmp_path: Path, monkeypatch, params: dict) -> dict:
 
     from pipeline import paths
     from pipeline.manifest import write_manifest
-    from pipeline.schema import CUTS_COLUMNS
+    from pipeline.schema import CUTS_SCHEMA
     from pipeline.tables import write_frame
     from tests.media_factory import write_video
 
@@ -538,7 +538,7 @@ def _stage_project(tmp_path: Path, monkeypatch, params: dict) -> dict:
                      "end_frame": end, "start": start / 25, "duration": (end - start) / 25, "width": 64,
                      "height": 48, "has_video": has_video})
     write_manifest(pd.DataFrame(rows), tmp_path / "corpus", ["neutral"], "test")
-    write_frame(pd.DataFrame(cuts)[list(CUTS_COLUMNS)], paths.CUTS)
+    write_frame(pd.DataFrame(cuts)[CUTS_SCHEMA.names], paths.CUTS)
     return params
 
 

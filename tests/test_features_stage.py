@@ -26,7 +26,7 @@ from pipeline.hooks import RecordingHook
 from pipeline.ledger import read_ledger
 from pipeline.manifest import write_manifest
 from pipeline.runner import PlainRunner
-from pipeline.schema import CROPS_COLUMNS, CUTS_COLUMNS
+from pipeline.schema import CROPS_SCHEMA, CUTS_SCHEMA
 from pipeline.stages import features
 from pipeline.tables import read_metadata, read_vectors, write_atomic, write_frame
 from tests.test_extractors import tiny_bert
@@ -88,10 +88,8 @@ def write_project(root: Path, voice: np.ndarray, dialogues: int, turns: int, spe
                 jpeg = b"\xff\xd8 broken" if special and utt == BAD_JPEG else cv2.imencode(".jpg", image)[1].tobytes()
                 crops.append({"utt_id": utt, "frame": frame * 5, "jpeg": jpeg})
     write_manifest(pd.DataFrame(rows), root / "corpus", ["neutral"], "test")
-    write_frame(pd.DataFrame(cuts)[list(CUTS_COLUMNS)], paths.CUTS)
-    schema = pa.schema([("utt_id", pa.string()), ("frame", pa.int64()), ("jpeg", pa.binary())])
-    write_atomic(pa.Table.from_pylist(crops, schema=schema), paths.SPEAKER_TRACKS / "crops.parquet")
-    assert tuple(schema.names) == CROPS_COLUMNS
+    write_frame(pd.DataFrame(cuts)[CUTS_SCHEMA.names], paths.CUTS)
+    write_atomic(pa.Table.from_pylist(crops, schema=CROPS_SCHEMA), paths.CROPS)
     return [r["utt_id"] for r in rows]
 
 

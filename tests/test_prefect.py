@@ -7,12 +7,12 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
 
-from flows import adapter
-from pipeline import monitor
+from flows import adapter, monitor
 from pipeline.hooks import silent_hook
 from pipeline.runner import PlainRunner
 
@@ -118,8 +118,27 @@ def monitor_lines(text: str) -> list[str]:
             or "Error logging" in line or "WARNING" in line]
 
 
+@pytest.fixture
+def command_line_logging():
+    """Messages reach stderr as `python -m pipeline` sends them (pipeline.logs.configure), restored afterwards."""
+    import logging
+
+    from pipeline import logs
+    from pipeline.env import PROJECT_PACKAGES
+
+    loggers = [logging.getLogger(name) for name in PROJECT_PACKAGES]
+    saved = [(lg.level, lg.propagate, list(lg.handlers)) for lg in loggers]
+    logs.configure()
+    yield
+    for logger, (level, propagate, handlers) in zip(loggers, saved):
+        logger.setLevel(level)
+        logger.propagate = propagate
+        logger.handlers[:] = handlers
+
+
 @pytest.mark.parametrize("fault", ["dies", "freezes"])
-def test_a_dead_or_frozen_server_costs_one_warning_line_and_a_bounded_delay(fault, monkeypatch, tmp_path, capfd):
+def test_a_dead_or_frozen_server_costs_one_warning_line_and_a_bounded_delay(fault, monkeypatch, tmp_path, capfd,
+                                                                            command_line_logging):
     """The server is killed (or SIGSTOPped: it accepts connections and never answers) during the first
     map. The stage's result is unchanged, the user sees one warning line, and the run is not held up
     by Prefect's timeouts (minutes each before this was fixed)."""
@@ -172,3 +191,37 @@ def test_plain_runner_keeps_item_order_and_reports_progress():
     assert runner.map(lambda x: x + 1, [3, 1, 2], name="inc") == [4, 2, 3]
     assert hook.calls[0][1:3] == (0, 3) and hook.calls[-1][1:3] == (3, 3)
     assert PlainRunner(workers=1, hook=silent_hook).map(str, [1, 2], name="s") == ["1", "2"]
+
+
+def test_the_command_line_reports_to_a_server_through_the_installed_monitor(prefect_server, tmp_path, base_params):
+    """`python -m pipeline <stage>` with the entry point `pip install -e .` registers (written here as a
+    dist-info folder) becomes a flow run on the server that answers, and exits with the stage's summary."""
+    import json
+    import subprocess
+    import sys
+    import tomllib
+
+    import httpx
+    import yaml
+
+    from pipeline.monitor import GROUP
+
+    _, api = prefect_server
+    project = Path(__file__).resolve().parents[1]
+    registered = tomllib.loads((project / "pyproject.toml").read_text())["project"]["entry-points"][GROUP]
+    info = tmp_path / "site" / "merc_pipeline-0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: merc-pipeline\nVersion: 0\n")
+    (info / "entry_points.txt").write_text(f"[{GROUP}]\n" + "".join(f"{k} = {v}\n" for k, v in registered.items()))
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "params.yaml").write_text(yaml.safe_dump(base_params))
+    env = {**os.environ, "PYTHONPATH": f"{project}:{info.parent}", "PIPELINE_ORCHESTRATOR": "auto",
+           "PREFECT_API_URL": api}
+    done = subprocess.run([sys.executable, "-m", "pipeline", "failures"], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["stage"] == "failures"
+    runs = httpx.post(f"{api}/flow_runs/filter", json={"flow_runs": {"name": {"any_": ["failures"]}}, "limit": 5},
+                      timeout=10).json()
+    assert runs and runs[0]["state_type"] == "COMPLETED"

@@ -27,6 +27,7 @@ from pipeline.ledger import Failure, write_stage_ledger
 from pipeline.manifest import Manifest, read_manifest
 from pipeline.media import MediaError, probe, read_audio, write_float_wav
 from pipeline.runner import Runner
+from pipeline.schema import CUTS_SCHEMA
 from pipeline.tables import concat_tables, write_atomic
 
 STAGE = "cut"
@@ -41,29 +42,13 @@ class CutConfig:
     min_seconds: float = setting()
 
 
-SCHEMA = pa.schema(
-    [
-        ("utt_id", pa.string()),
-        ("media", pa.string()),
-        ("audio", pa.string()),
-        ("fps", pa.float64()),
-        ("start_frame", pa.int64()),
-        ("end_frame", pa.int64()),
-        ("start", pa.float64()),
-        ("duration", pa.float64()),
-        ("width", pa.int64()),
-        ("height", pa.int64()),
-        ("has_video", pa.bool_()),
-    ]
-)
-
 
 def _cut_media(media: Path, rows: pd.DataFrame, cfg: dict[str, Any], wav_dir: Path) -> tuple[pa.Table, list[Failure]]:
     """Cut every utterance of one media file; per-utterance problems become failures."""
     failures: list[Failure] = []
 
     def fail_all(reason: str) -> tuple[pa.Table, list[Failure]]:
-        return SCHEMA.empty_table(), [Failure(STAGE, u, reason) for u in rows.utt_id]
+        return CUTS_SCHEMA.empty_table(), [Failure(STAGE, u, reason) for u in rows.utt_id]
 
     try:
         info = probe(media)
@@ -122,7 +107,7 @@ def _cut_media(media: Path, rows: pd.DataFrame, cfg: dict[str, Any], wav_dir: Pa
                 "has_video": bool(info.has_video and fps > 0),
             }
         )
-    return pa.Table.from_pylist(records, schema=SCHEMA), failures
+    return pa.Table.from_pylist(records, schema=CUTS_SCHEMA), failures
 
 
 def _link_into(source: Path, target: Path) -> None:
@@ -153,7 +138,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     def work(item: tuple[Path, pd.DataFrame]) -> tuple[pa.Table, list[Failure], Path]:
         media, rows = item
         return guarded(STAGE, rows.utt_id, lambda: cut_item(media, rows),
-                       lambda failures: (SCHEMA.empty_table(), failures, cache.dir))
+                       lambda failures: (CUTS_SCHEMA.empty_table(), failures, cache.dir))
 
     def cut_item(media: Path, rows: pd.DataFrame) -> tuple[pa.Table, list[Failure], Path]:
         fingerprint = {
@@ -180,7 +165,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
         audio_paths = [str(paths.AUDIO_DIR / name) for name in names]
         column = table.schema.get_field_index("audio")
         tables.append(table.set_column(column, "audio", pa.array(audio_paths, pa.string())))
-    cuts = concat_tables(tables, SCHEMA).sort_by("utt_id")
+    cuts = concat_tables(tables, CUTS_SCHEMA).sort_by("utt_id")
     write_atomic(cuts, paths.CUTS, {"stage": STAGE, "config": cfg, "code_version": code})
     total = len(manifest.frame)
     write_stage_ledger(STAGE, failures, total, params["run"]["max_failure_ratio"])

@@ -119,7 +119,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
             raise ValueError(f"the {split} split has no labeled utterances: nothing to evaluate")
 
     step = f"evaluate {spec.name}"
-    runner.hook(step, 0, len(cfg.seeds))
+    runner.hook(step, completed=0, total=len(cfg.seeds))
     frames, per_seed = [], []
     for done, seed in enumerate(cfg.seeds, 1):
         model, config = load_checkpoint(model_dir / f"seed{seed}", device)
@@ -132,7 +132,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
             entry[split] = classification_scores(truth[labeled], predicted[labeled], data.labels)
             frames.append(prediction_frame(utt_ids, split, seed, truth, predicted, data.labels))
         per_seed.append(entry)
-        runner.hook(step, done, len(cfg.seeds))
+        runner.hook(step, completed=done, total=len(cfg.seeds))
 
     predictions = pd.concat(frames, ignore_index=True)
     report = {

@@ -26,6 +26,7 @@ from pipeline.item_guard import guarded
 from pipeline.ledger import Failure, write_stage_ledger
 from pipeline.media import MediaError, iter_frames
 from pipeline.runner import Runner
+from pipeline.schema import FACES_SCHEMA
 from pipeline.tables import concat_tables, read_frame, write_atomic
 from pipeline.tracking import track_faces
 
@@ -46,20 +47,6 @@ class FacesConfig:
     min_track_samples: int = setting()
     detect_width: int = setting()
 
-
-SCHEMA = pa.schema(
-    [
-        ("utt_id", pa.string()),
-        ("track_id", pa.int64()),
-        ("frame", pa.int64()),
-        ("x1", pa.float64()),
-        ("y1", pa.float64()),
-        ("x2", pa.float64()),
-        ("y2", pa.float64()),
-        ("score", pa.float64()),
-        ("interpolated", pa.bool_()),
-    ]
-)
 
 
 def sample_frames(start_frame: int, end_frame: int, fps: float, sample_fps: float) -> list[int]:
@@ -96,7 +83,7 @@ def _faces_for_media(media: Path, rows: pd.DataFrame, cfg: dict[str, Any], detec
                 flush()
         flush()
     except MediaError as error:
-        return SCHEMA.empty_table(), [Failure(STAGE, u, str(error)) for u in rows.utt_id]
+        return FACES_SCHEMA.empty_table(), [Failure(STAGE, u, str(error)) for u in rows.utt_id]
 
     records: list[dict[str, Any]] = []
     failures: list[Failure] = []
@@ -114,7 +101,7 @@ def _faces_for_media(media: Path, rows: pd.DataFrame, cfg: dict[str, Any], detec
                 records.append({"utt_id": utt_id, "track_id": track.track_id, "frame": int(frame),
                                 "x1": float(box[0]), "y1": float(box[1]), "x2": float(box[2]), "y2": float(box[3]),
                                 "score": float(score), "interpolated": bool(interpolated)})
-    return pa.Table.from_pylist(records, schema=SCHEMA), failures
+    return pa.Table.from_pylist(records, schema=FACES_SCHEMA), failures
 
 
 def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[str, Any]:
@@ -135,13 +122,13 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
                        "utts": rows[["utt_id", "start_frame", "end_frame"]].astype(str).values.tolist()}
         return guarded(STAGE, rows.utt_id,
                        lambda: cache.get_or_compute(fingerprint, lambda: _faces_for_media(media, rows, cfg, detector)),
-                       lambda failures: (SCHEMA.empty_table(), failures))
+                       lambda failures: (FACES_SCHEMA.empty_table(), failures))
 
     results = runner.map(work, groups, name=STAGE)
     tables = [table for table, _ in results]
     for _, item_failures in results:
         failures.extend(item_failures)
-    faces = concat_tables(tables, SCHEMA).sort_by([("utt_id", "ascending"), ("track_id", "ascending"),
+    faces = concat_tables(tables, FACES_SCHEMA).sort_by([("utt_id", "ascending"), ("track_id", "ascending"),
                                                   ("frame", "ascending")])
     write_atomic(faces, paths.FACES, {"stage": STAGE, "config": cfg, "device": device, "code_version": code})
     write_stage_ledger(STAGE, failures, len(cuts), params["run"]["max_failure_ratio"])

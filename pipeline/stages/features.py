@@ -54,7 +54,6 @@ from pipeline.runner import Runner
 from pipeline.tables import concat_tables, read_frame, vector_table, write_atomic
 
 CHUNK_UTTERANCES = 64
-CROPS_FILE = paths.SPEAKER_TRACKS / "crops.parquet"
 NO_CROPS = "no face crops for the active speaker"
 SUPPORTED_INPUTS = ("text", "waveform", "face_frames", "full_frames")
 LIBRARIES = ("numpy", "torch", "torchvision", "transformers", "opensmile", "pyarrow")
@@ -405,7 +404,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
               tuple(span_of[u] for u in ids) if span_of else ())
         for ids in make_chunks(manifest, wanted)
     ]
-    crops = CropStore(CROPS_FILE) if consumes == "face_frames" else None
+    crops = CropStore(paths.CROPS) if consumes == "face_frames" else None
     worker = ChunkWorker(feature_key, extractor, crops)
     try:
         results = runner.map(worker, chunks, name=stage)

@@ -348,7 +348,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     folder.mkdir(parents=True, exist_ok=True)
     state = resume(trainee, folder) or {"history": [], "best_epoch": None, "best_dev_weighted_f1": -1.0}
     resumed_from = len(state["history"])
-    runner.hook(STAGE, resumed_from, cfg.epochs)
+    runner.hook(STAGE, completed=resumed_from, total=cfg.epochs)
     for epoch in range(resumed_from, cfg.epochs):
         loss = train_epoch(extractor, trainee, train, cfg, epoch)
         scores = classification_scores(dev.labels, predict(extractor, trainee, dev, cfg.batch_size), labels)
@@ -358,7 +358,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
         state["history"].append({"epoch": epoch + 1, "train_loss": loss, "dev_weighted_f1": scores["weighted_f1"],
                                  "dev_accuracy": scores["accuracy"], "dev_macro_f1": scores["macro_f1"]})
         save_checkpoint(trainee, folder, state, improved)
-        runner.hook(STAGE, epoch + 1, cfg.epochs)
+        runner.hook(STAGE, completed=epoch + 1, total=cfg.epochs)
         print(f"[{STAGE}] epoch {epoch + 1}/{cfg.epochs}: train loss {loss:.4f}, dev weighted F1 "
               f"{scores['weighted_f1']:.4f}", file=sys.stderr)
     report = {

@@ -402,7 +402,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
             positives, relabelled = kept + confident, len(confident)
         model, stats = train_model(positives, mels, config, options, model,
                                    lambda done, total, r=round_index: runner.hook(
-                                       f"{STAGE}: round {r + 1}/{rounds}", done, total))
+                                       f"{STAGE}: round {r + 1}/{rounds}", completed=done, total=total))
 
     agreement = None
     confident_dev = [m for m in dev_material if m.motion_pick is not None and m.motion_pick[1] >= bootstrap_margin]

@@ -84,7 +84,7 @@ def train_folds(runner: Runner, spec: ModelSpec, cfg: TrainConfig) -> dict[str, 
                 for name, value in record.items():
                     if name != "epoch":
                         live.log_metric(f"{fold.dirname}/seed{seed}/{name}", float(value))
-                runner.hook(f"{step} seed {seed}", int(record["epoch"]), cfg.epochs)
+                runner.hook(f"{step} seed {seed}", completed=int(record["epoch"]), total=cfg.epochs)
 
             def on_seed(result: SeedResult, fold: Fold = fold) -> None:
                 origin = "restored from cache" if result.cached else f"trained {result.epochs_run} epochs"
@@ -157,7 +157,7 @@ def evaluate_folds(runner: Runner, spec: ModelSpec, cfg: TrainConfig, origin: di
     baselines: list[dict[str, Any]] = []
     labels: list[str] = []
     step = f"evaluate {spec.name}"
-    runner.hook(step, 0, len(folds))
+    runner.hook(step, completed=0, total=len(folds))
     for done, fold in enumerate(folds, 1):
         configs = {seed: read_checkpoint_config(model_dir / fold.dirname / f"seed{seed}") for seed in cfg.seeds}
         _check_checkpoints(spec, configs)
@@ -192,7 +192,7 @@ def evaluate_folds(runner: Runner, spec: ModelSpec, cfg: TrainConfig, origin: di
         }
         per_fold[fold.name]["test_utterances"] = int(sum((d.labels != IGNORE_INDEX).sum() for d in data.split("test")))
         baselines.append(majority_baseline(data))
-        runner.hook(step, done, len(folds))
+        runner.hook(step, completed=done, total=len(folds))
 
     report = {
         **origin,

@@ -54,9 +54,9 @@ def run(params: Mapping[str, Any], runner: Runner, arg: str | None = None) -> di
     corpus: CorpusManifest = adapter(dataset, root)
 
     frame = _normalise(corpus.frame)
-    runner.hook(STAGE, 0, len(frame))
+    runner.hook(STAGE, completed=0, total=len(frame))
     kept, problems = check_rows(frame, Path(corpus.root), corpus.labels, media)
-    runner.hook(STAGE, len(frame), len(frame))
+    runner.hook(STAGE, completed=len(frame), total=len(frame))
     failures = [*(Failure(STAGE, utt_id, reason) for utt_id, reason in corpus.failures), *problems]
     total = len(frame) + len(corpus.failures)
 

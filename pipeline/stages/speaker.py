@@ -33,14 +33,12 @@ from pipeline.item_guard import guarded
 from pipeline.ledger import Failure, write_stage_ledger
 from pipeline.media import MediaError
 from pipeline.runner import Runner
+from pipeline.schema import CROPS_SCHEMA, SPEAKER_SCHEMA
 from pipeline.speaker_select import SCORERS, TrackScorer, UtteranceContext, build_scorer, choose
+from pipeline.speaker_truth import truth_agreement
 from pipeline.tables import concat_tables, read_frame, write_atomic
 
 STAGE = "speaker"
-CROPS_FILE = paths.SPEAKER_TRACKS / "crops.parquet"
-SPEAKER_SCHEMA = pa.schema([("utt_id", pa.string()), ("track_id", pa.int64()), ("reason", pa.string()),
-                            ("confidence", pa.float64()), ("scores", pa.string()), ("method", pa.string())])
-CROPS_SCHEMA = pa.schema([("utt_id", pa.string()), ("frame", pa.int64()), ("jpeg", pa.binary())])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -174,7 +172,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     crops = concat_tables([r[1] for r in results], CROPS_SCHEMA).sort_by([("utt_id", "ascending"),
                                                                          ("frame", "ascending")])
     write_atomic(speakers, paths.SPEAKER, {"stage": STAGE, "config": cfg, "code_version": code})
-    write_atomic(crops, CROPS_FILE, {"stage": STAGE, "crop_size": cfg["crop_size"]})
+    write_atomic(crops, paths.CROPS, {"stage": STAGE, "crop_size": cfg["crop_size"]})
     write_stage_ledger(STAGE, failures, len(video_cuts), params["run"]["max_failure_ratio"])
     summary = speakers.to_pandas()
     chosen = {"auto_reason": scorer.reason} if hasattr(scorer, "reason") else {}
@@ -182,33 +180,3 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
             "crops": crops.num_rows, "failures": len(failures), "method": method, **chosen,
             **truth_agreement(summary, faces_by_utt)}
 
-
-def truth_agreement(choices: pd.DataFrame,
-                    faces_by_utt: Mapping[str, pd.DataFrame] | None = None) -> dict[str, Any]:
-    """Share of multi-face utterances whose chosen track is the generator's true speaker (demo).
-
-    `faces_by_utt` (the faces table grouped by utterance) saves a second read when the caller has it.
-    """
-    from pipeline.manifest import read_manifest
-
-    if not paths.MANIFEST.exists():
-        return {}
-    manifest = read_manifest().frame
-    if "true_speaker" not in manifest.columns or choices.empty:
-        return {}
-    if faces_by_utt is None:
-        faces_by_utt = dict(tuple(read_frame(paths.FACES).groupby("utt_id", sort=False)))
-    truth = manifest.set_index("utt_id")
-    hits = total = 0
-    for row in choices.itertuples(index=False):
-        utt_faces = faces_by_utt.get(row.utt_id)
-        if utt_faces is None or utt_faces.track_id.nunique() < 2 or row.track_id < 0 or row.utt_id not in truth.index:
-            continue
-        boxes = json.loads(truth.at[row.utt_id, "true_boxes"])
-        centres = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] for b in boxes])
-        chosen = utt_faces[utt_faces.track_id == row.track_id][["x1", "y1", "x2", "y2"]].to_numpy().mean(axis=0)
-        seat = int(np.argmin(np.linalg.norm(centres - [(chosen[0] + chosen[2]) / 2, (chosen[1] + chosen[3]) / 2],
-                                            axis=1)))
-        hits += int(seat == int(truth.at[row.utt_id, "true_speaker"]))
-        total += 1
-    return {"multi_face_utterances": total, "truth_agreement": round(hits / total, 4) if total else None}

@@ -37,10 +37,10 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
         for name, value in record.items():  # train_loss, train_<loss term>, dev_<score>
             if name != "epoch":
                 live.log_metric(f"seed{seed}/{name}", float(value))
-        runner.hook(f"train {spec.name} seed {seed}", int(record["epoch"]), cfg.epochs)
+        runner.hook(f"train {spec.name} seed {seed}", completed=int(record["epoch"]), total=cfg.epochs)
 
     def on_seed(result: SeedResult) -> None:
-        runner.hook(f"train {spec.name} seed {result.seed}", cfg.epochs, cfg.epochs)
+        runner.hook(f"train {spec.name} seed {result.seed}", completed=cfg.epochs, total=cfg.epochs)
         origin = "restored from cache" if result.cached else f"trained {result.epochs_run} epochs"
         print(
             f"[train@{spec.name}] seed {result.seed}: {origin}, best epoch {result.best_epoch}, "

@@ -701,7 +701,8 @@ def run_refinement(params: Mapping[str, Any], runner: Runner, name: str) -> dict
         for key, value in record.items():
             if key != "epoch":
                 live.log_metric(f"seed{seed}/{key}", float(value))
-        runner.hook(f"refine {cfg.name} seed {seed}", int(record["epoch"]), cfg.epochs)
+        runner.hook(f"refine {cfg.name} seed {seed}", completed=int(record["epoch"]),
+                    total=cfg.epochs)
 
     def on_seed(result: RefinedSeed) -> None:
         print(
