@@ -16,6 +16,7 @@ from models import IGNORE_INDEX
 from pipeline import paths
 from pipeline.config import ConfigError
 from pipeline.stages import evaluate as evaluate_stage
+from pipeline.stages import refine as refine_stage
 from pipeline.stages import train as train_stage
 from pipeline.training import mrd
 from pipeline.training.curriculum import DIFFICULT, GENERAL, SIMPLE, Curriculum, categorize, pacing_ratio
@@ -213,7 +214,7 @@ def test_configuration_errors_name_the_key():
 def test_refine_writes_both_models_and_evaluate_scores_them(trained):
     params = trained
     before = {name: weights(name) for name in ("fusion_gru", "text_gru")}
-    summary = train_stage.run(params, runner(), "mrd")
+    summary = refine_stage.run(params, runner(), "mrd")
     assert summary["outputs"] == ["mrd", "mrd_text"] and summary["out_of_fold"] == [False]
     report = json.loads((paths.METRICS_DIR / "mrd" / "train.json").read_text())
     assert report["refines"] == {"multimodal": "fusion_gru", "text": "text_gru"}
@@ -257,10 +258,10 @@ def test_categories_use_training_utterances_only_and_out_of_fold_works(trained):
 
 def test_refinement_is_deterministic_and_blind_to_test_labels(trained, corpus):
     params = trained
-    train_stage.run(params, runner(), "mrd")
+    refine_stage.run(params, runner(), "mrd")
     first = {name: weights(name) for name in ("mrd", "mrd_text")}
     write_corpus(corpus, scramble_test=True)
-    train_stage.run(params, runner(), "mrd")
+    refine_stage.run(params, runner(), "mrd")
     for name, state in first.items():
         again = weights(name)
         for key in state:

@@ -12,15 +12,12 @@ from typing import Any
 from pipeline import paths
 from pipeline.runner import Runner
 from pipeline.training.metrics import aggregate_scores
-from pipeline.training.mrd import refinements, run_refinement
 from pipeline.training.trainer import ModelSpec, SeedResult, TrainConfig, train_model, write_json
 
 PROTOCOL = "best epoch selected on dev weighted F1; test never seen during training; mean ± std (ddof=1) over seeds"
 
 
 def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[str, Any]:
-    if arg in refinements(params):  # a `refine` block (MRD): fine-tunes two trained models, not a model of its own
-        return run_refinement(params, runner, arg)
     spec = ModelSpec.from_params(params, arg)
     cfg = TrainConfig.for_model(params, spec.name)
     cfg.apply_threads()

@@ -27,7 +27,6 @@ import copy
 import dataclasses
 import json
 import shutil
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,10 +44,8 @@ from models.registry import build_model
 from pipeline import paths
 from pipeline.config import ConfigError, section
 from pipeline.device import resolve_device
-from pipeline.runner import Runner
-from pipeline.training.curriculum import CATEGORY_NAMES, Curriculum, pacing_ratio
+from pipeline.training.curriculum import Curriculum, pacing_ratio
 from pipeline.training.data import Dialogue, DialogueData, collate, load_dialogue_data
-from pipeline.training.metrics import aggregate_scores
 from pipeline.training.trainer import (
     SELECTION_SCORES,
     ModelSpec,
@@ -65,7 +62,6 @@ from pipeline.training.trainer import (
     score_split,
     seed_everything,
     train_batch_source,
-    write_json,
 )
 
 REFINE_BLOCK = "refine"
@@ -687,62 +683,3 @@ def refine(
         if on_seed is not None:
             on_seed(result)
     return RefineOutcome(cfg, outcomes)
-
-
-def run_refinement(params: Mapping[str, Any], runner: Runner, name: str) -> dict[str, Any]:
-    """`train@<refine name>`: MRD over two trained models; curves in dvclive, summary in metrics/<name>/train.json."""
-    cfg = MRDConfig.from_params(params, name)
-    from dvclive import Live
-
-    live = Live(dir=str(paths.DVCLIVE_DIR / cfg.name), save_dvc_exp=False, dvcyaml=None)
-
-    def on_epoch(seed: int, record: dict[str, float]) -> None:
-        live.step = int(record["epoch"])
-        for key, value in record.items():
-            if key != "epoch":
-                live.log_metric(f"seed{seed}/{key}", float(value))
-        runner.hook(f"refine {cfg.name} seed {seed}", int(record["epoch"]), cfg.epochs)
-
-    def on_seed(result: RefinedSeed) -> None:
-        print(
-            f"[train@{cfg.name}] seed {result.multi.seed}: categories {result.curriculum['counts']}"
-            f"{' (out of fold)' if result.curriculum['out_of_fold'] else ''}; dev weighted F1 "
-            f"multimodal {result.multi.dev['weighted_f1']:.4f} (epoch {result.multi.best_epoch}), "
-            f"text {result.text.dev['weighted_f1']:.4f} (epoch {result.text.best_epoch})",
-            file=sys.stderr,
-        )
-
-    try:
-        outcome = refine(params, name, on_epoch, on_seed)
-    finally:
-        live.end()
-    report = {
-        "model": cfg.name,
-        "procedure": "mrd",
-        "refines": {"multimodal": cfg.multimodal, "text": cfg.text},
-        "outputs": {"multimodal": cfg.name, "text": cfg.text_output},
-        "protocol": PROTOCOL,
-        "seeds": [r.multi.seed for r in outcome.seeds],
-        "dev": {
-            "multimodal": aggregate_scores([r.multi.dev for r in outcome.seeds]),
-            "text": aggregate_scores([r.text.dev for r in outcome.seeds]),
-        },
-        "per_seed": [
-            {
-                "seed": r.multi.seed,
-                "multimodal": r.multi.summary(),
-                "text": r.text.summary(),
-                "curriculum": r.curriculum,
-            }
-            for r in outcome.seeds
-        ],
-        "categories": list(CATEGORY_NAMES),
-    }
-    write_json(paths.METRICS_DIR / cfg.name / "train.json", report)
-    return {
-        "model": cfg.name,
-        "outputs": [cfg.name, cfg.text_output],
-        "seeds": len(outcome.seeds),
-        "dev_weighted_f1": {k: v["weighted_f1"] for k, v in report["dev"].items()},
-        "out_of_fold": [r.curriculum["out_of_fold"] for r in outcome.seeds],
-    }
