@@ -38,7 +38,7 @@ from pipeline.config import ConfigError, section
 from pipeline.extractor_identity import extractor_identity
 from pipeline.manifest import read_manifest
 from pipeline.runner import Runner
-from pipeline.stages.features import text_items
+from pipeline.text_items import text_items
 from pipeline.training.metrics import classification_scores
 
 STAGE = "finetune_text"
