@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.training.config import TrainConfig
 from pipeline.training.data import collate, sequence_stats_key
-from pipeline.training.trainer import TrainConfig
 
 LABELS = ["neu", "joy", "sad"]
 

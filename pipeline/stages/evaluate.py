@@ -26,9 +26,10 @@ from pipeline.training.evaluation import (
     prediction_frame,
     write_evaluation,
 )
+from pipeline.training.model_checkpoints import feature_stats, load_checkpoint, read_checkpoint_config
 from pipeline.training.mrd import TEXT_SUFFIX, refinements, resolve_model_spec
 from pipeline.training.protocols import ScoredPartition, protocol_for
-from pipeline.training.trainer import feature_stats, load_checkpoint, predict_dialogues, read_checkpoint_config
+from pipeline.training.trainer import predict_dialogues
 
 
 def eval_provenance(params: Mapping[str, Any], name: str) -> dict[str, Any]:

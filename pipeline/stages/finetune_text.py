@@ -33,6 +33,7 @@ from extractors import ExtractorConfigError, build_extractor
 from extractors.text_transformer import TransformerTextExtractor
 from pipeline import paths
 from pipeline.cache import stable_hash
+from pipeline.checkpoints import write_json
 from pipeline.code_fingerprint import code_fingerprint
 from pipeline.config import ConfigError, section
 from pipeline.extractor_identity import extractor_identity
@@ -330,8 +331,6 @@ def export(extractor: TransformerTextExtractor, trainee: Trainee, best: Path, re
 
 
 def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[str, Any]:
-    from pipeline.training.trainer import write_json
-
     started = time.perf_counter()
     block = section(params, STAGE)
     cfg = FinetuneConfig.from_params(block)

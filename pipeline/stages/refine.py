@@ -11,11 +11,11 @@ import sys
 from typing import Any
 
 from pipeline import paths
+from pipeline.checkpoints import write_json
 from pipeline.runner import Runner
-from pipeline.training.curriculum import CATEGORY_NAMES
 from pipeline.training.metrics import aggregate_scores
 from pipeline.training.mrd import PROTOCOL, MRDConfig, RefinedSeed, refine
-from pipeline.training.trainer import write_json
+from pipeline.training.mrd.curriculum import CATEGORY_NAMES
 
 
 def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[str, Any]:

@@ -12,10 +12,12 @@ import sys
 from typing import Any
 
 from pipeline import paths
+from pipeline.checkpoints import write_json
 from pipeline.runner import Runner
+from pipeline.training.cache import TrainOutcome, train_model
 from pipeline.training.config import ModelSpec, TrainConfig
 from pipeline.training.protocols import Partition, protocol_for
-from pipeline.training.trainer import SeedResult, TrainOutcome, train_model, write_json
+from pipeline.training.trainer import SeedResult
 
 
 def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[str, Any]:

@@ -15,12 +15,13 @@ import pandas as pd
 
 from models.batch import IGNORE_INDEX
 from pipeline import paths
+from pipeline.checkpoints import write_json
 from pipeline.tables import write_frame
+from pipeline.training.cache import feature_fingerprints
 from pipeline.training.config import ModelSpec
 from pipeline.training.data import DialogueData
 from pipeline.training.metrics import classification_scores, confusion_matrix
 from pipeline.training.plots import write_confusion_csv, write_confusion_png
-from pipeline.training.trainer import feature_fingerprints, write_json
 
 SPLITS = ("dev", "test")
 

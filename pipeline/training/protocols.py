@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 
 from pipeline.manifest import read_manifest
+from pipeline.training.cache import TrainOutcome
 from pipeline.training.config import ModelSpec, TrainConfig
 from pipeline.training.data import DialogueData
 from pipeline.training.evaluation import labelled_test_utterances, majority_baseline
 from pipeline.training.metrics import aggregate_scores, classification_scores, unweighted_accuracy
 from pipeline.training.splits import Fold, session_folds
-from pipeline.training.trainer import TrainOutcome
 
 
 @dataclass(frozen=True)
