@@ -145,6 +145,7 @@ class FitResult:
     history: list[dict[str, Any]]
     best: dict[str, Best]
     resumed_from: int = 0  # epochs restored from a checkpoint
+    checkpointer: Checkpointer | None = None
 
 
 def _recovered(meta: Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Best], int]:
@@ -224,4 +225,4 @@ def fit(setup: Callable[[], Task], options: LoopOptions,
             if saver is not None:
                 kept = {role: {"score": b.score, "epoch": b.epoch, "scores": b.scores} for role, b in best.items()}
                 saver.save({"history": history, "best": kept, "waited": waited}, improved)
-    return FitResult(task, history, best, resumed_from)
+    return FitResult(task, history, best, resumed_from, saver)
