@@ -36,7 +36,7 @@ Weights = nn.Module | Mapping[str, torch.Tensor]
 
 def _write_json(path: Path, value: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2))
+    tmp.write_text(json.dumps(value, indent=2, default=str))
     os.replace(tmp, path)
 
 
