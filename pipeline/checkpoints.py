@@ -63,13 +63,17 @@ def save_checkpoint(folder: str | Path, weights: Mapping[str, Weights], config: 
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    for name, value in weights.items():
-        _save_weights(value, tmp / f"{name}{WEIGHTS_SUFFIX}")
-    _write_json(tmp / CONFIG_FILE, dict(config))
-    for name, value in (documents or {}).items():
-        _write_json(tmp / f"{name}.json", value)
-    for name, value in (states or {}).items():
-        torch.save(value, tmp / f"{name}{STATE_SUFFIX}")
+    try:
+        for name, value in weights.items():
+            _save_weights(value, tmp / f"{name}{WEIGHTS_SUFFIX}")
+        _write_json(tmp / CONFIG_FILE, dict(config))
+        for name, value in (documents or {}).items():
+            _write_json(tmp / f"{name}.json", value)
+        for name, value in (states or {}).items():
+            torch.save(value, tmp / f"{name}{STATE_SUFFIX}")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # the previous checkpoint stays as it was
+        raise
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
     return folder

@@ -190,7 +190,7 @@ def fit(setup: Callable[[], Task], options: LoopOptions,
                     where = f"{options.where}, " if options.where else ""
                     hint = f"; {options.hint}" if options.hint else ""
                     raise FloatingPointError(
-                        f"{options.loss_name} became {float(loss)} ({where}epoch {epoch}){hint}"
+                        f"{options.loss_name} became {float(loss.detach())} ({where}epoch {epoch}){hint}"
                     )
                 for optimizer in optimizers:
                     optimizer.zero_grad(set_to_none=True)
