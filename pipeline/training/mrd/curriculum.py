@@ -6,9 +6,9 @@ order, hardest first: within a category by descending summed loss of the two mod
 by the run's seed. The pool of active utterances grows each pacing step,
 r_e = min(1, r0 * (floor(e / step) + 1)) for 0-indexed epoch e, and earlier utterances stay in it.
 
-The categories come from the pre-trained pair's predictions on the training split, or, when that is
-nearly all Simple (the models fit their own training data), from out-of-fold predictions: K folds by
-dialogue, each retraining both backbones with the ordinary trainer on the other folds.
+The predictions are the pre-trained pair's own on the training split or, when those make it nearly all
+Simple (the models fit their training data), out-of-fold ones: K folds by dialogue, each retraining
+both backbones with the ordinary trainer on the other folds.
 """
 
 from __future__ import annotations
