@@ -99,7 +99,8 @@ def merge(block: Mapping[str, Any], edit: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def module_docstring(module: str) -> str:
-    path = ROOT / Path(*module.split(".")).with_suffix(".py")
+    path = ROOT / Path(*module.split("."))
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")  # a package or a module
     return ast.get_docstring(ast.parse(path.read_text())) or ""
 
 

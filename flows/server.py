@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pipeline  # noqa: F401  (sets PREFECT_HOME, analytics off)
-from flows.monitor import SERVER_FILE, api_healthy
+from flows.server_address import SERVER_FILE, api_healthy
 
 
 def free_port() -> int:

@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from flows.monitor import api_healthy
+from flows.server_address import api_healthy
 
 POLL_SECONDS = 2.0
 HEALTH_TIMEOUT_SECONDS = 3.0

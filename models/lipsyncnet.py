@@ -11,10 +11,8 @@ share one definition.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -318,38 +316,3 @@ def sync_profile(video: torch.Tensor, audio: torch.Tensor, start: int, max_offse
     if not np.isfinite(distances).any():  # no overlap at all: equally far everywhere
         distances = np.full(len(offsets), 2.0)
     return SyncProfile(offsets, distances, at_zero)
-
-
-# ---------------------------------------------------------------------------------------------------
-# checkpoints: safetensors weights + a JSON config, never pickle
-
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-
-
-def save_checkpoint(model: LipSyncNet, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
-    """Write `model.safetensors` and `config.json` (the architecture plus `extra`, e.g. training facts)."""
-    from safetensors.torch import save_file
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_FILE))
-    payload = {"architecture": "lipsyncnet", "config": model.config.to_dict(), **(extra or {})}
-    (directory / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
-    return directory
-
-
-def load_checkpoint(directory: str | Path, device: str = "cpu") -> tuple[LipSyncNet, dict[str, Any]]:
-    """Rebuild a saved LipSyncNet in eval mode; raises FileNotFoundError naming what is missing."""
-    from safetensors.torch import load_file
-
-    directory = Path(directory)
-    for name in (WEIGHTS_FILE, CONFIG_FILE):
-        if not (directory / name).is_file():
-            raise FileNotFoundError(f"no LipSyncNet checkpoint: {directory / name} is missing "
-                                    "(run `python -m pipeline lipsync_train` or `dvc repro lipsync_train`)")
-    payload = json.loads((directory / CONFIG_FILE).read_text())
-    model = LipSyncNet(LipSyncConfig.from_dict(payload["config"]))
-    model.load_state_dict(load_file(str(directory / WEIGHTS_FILE), device="cpu"))
-    return model.to(device).eval(), payload

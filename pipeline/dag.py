@@ -290,6 +290,51 @@ def _set_speaker(speaker: Any, needs_lipsync: bool) -> None:
             tracked.remove(key)
 
 
+def stage_modules(cmd: str) -> list[str]:
+    """The project modules a stage's command runs: `python -m pipeline <stage>` runs the stage's module."""
+    import shlex
+
+    from pipeline.stages import STAGE_MODULES
+
+    modules = []
+    for command in str(cmd).split("&&"):
+        words = shlex.split(command)
+        if words[1:2] != ["-m"] or len(words) < 3:
+            continue
+        modules.append(STAGE_MODULES.get(words[3], words[3]) if words[2] == "pipeline" and len(words) > 3
+                       else words[2])
+    return modules
+
+
+def code_files(modules: Iterable[str]) -> list[str]:
+    """Every project source file `modules` import, transitively (the files a stage's result depends on)."""
+    from pipeline.code_fingerprint import PACKAGES, PROJECT_ROOT, module_closure, module_path
+
+    modules = [m for m in modules if m.split(".")[0] in PACKAGES]
+    return sorted({module_path(name).relative_to(PROJECT_ROOT).as_posix() for name in module_closure(*modules)}) \
+        if modules else []
+
+
+def _is_code(dep: str) -> bool:
+    from pipeline.code_fingerprint import PACKAGES
+
+    return dep.split("/")[0] in PACKAGES and "${" not in dep
+
+
+def _set_code_deps(deps: Any, cmd: str) -> None:
+    """Replace a stage's source-file deps by every file its command imports (folders it names are kept:
+    code found at run time, such as registered models and extractors, is not in the import graph)."""
+    files = code_files(stage_modules(cmd))
+    if not files:
+        return
+    for index in reversed(range(len(deps))):
+        dep = _dep_path(deps[index]).rstrip("/")
+        if _is_code(dep) and dep.endswith(".py"):
+            del deps[index]
+    folders = [_dep_path(d).rstrip("/") for d in deps if _is_code(_dep_path(d).rstrip("/"))]
+    deps.extend(f for f in files if not any(_covers(folder, f) for folder in folders))
+
+
 def render(text: str, params: Mapping[str, Any]) -> str:
     """`dvc.yaml`'s text with the params-dependent parts rewritten; everything else byte for byte."""
     handler = _round_trip()
@@ -310,6 +355,10 @@ def render(text: str, params: Mapping[str, Any]) -> str:
         _set_feature_slots(spec["do"]["deps"], slots)
     if "speaker" in stages:
         _set_speaker(stages["speaker"], speaker_reads_lipsync(params))
+    for spec in stages.values():
+        body = spec.get("do", spec)
+        if "cmd" in body and body.get("deps") is not None:
+            _set_code_deps(body["deps"], body["cmd"])
     out = io.StringIO()
     handler.dump(doc, out)
     return out.getvalue()
@@ -327,9 +376,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params(options.params)
         if options.check:
-            drift = compare(params, yaml.safe_load(dvc_yaml.read_text()) or {})
+            text = dvc_yaml.read_text()
+            drift = compare(params, yaml.safe_load(text) or {})
             if drift:
                 log.error("dvc.yaml is out of sync with params.yaml:\n  %s\n%s", "\n  ".join(drift.lines()), FIX)
+                return 1
+            if render(text, params) != text:
+                log.error("dvc.yaml's code deps differ from what its stages import\n%s", FIX)
                 return 1
             print(f"{dvc_yaml} is in sync with {options.params}")
             return 0

@@ -218,14 +218,14 @@ class LipSyncScorer:
 
     @classmethod
     def from_params(cls, cfg: Mapping[str, Any]) -> LipSyncScorer:
-        from models.lipsyncnet import load_checkpoint
         from pipeline import paths
         from pipeline.device import resolve_device
+        from pipeline.lipsync_checkpoint import load_lipsyncnet
 
         lipsync = cfg.get("lipsync") or {}
         options = cls.options(lipsync)
         device = resolve_device(lipsync.get("device", "auto"), "lipsync.device")
-        model, payload = load_checkpoint(cfg.get("checkpoint") or paths.LIPSYNC_DIR, device)
+        model, payload = load_lipsyncnet(cfg.get("checkpoint") or paths.LIPSYNC_DIR, device)
         return cls(model, selection=payload.get("selection"), **options)
 
     def profiles(self, clips: list[TrackClip], context: UtteranceContext) -> dict[int, Any]:

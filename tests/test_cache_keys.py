@@ -27,7 +27,8 @@ from pipeline.manifest import write_manifest
 from pipeline.runner import PlainRunner
 from pipeline.stages import cut
 from pipeline.tables import read_frame
-from pipeline.training.trainer import ModelSpec, TrainConfig, cache_key, feature_fingerprints
+from pipeline.training.cache import cache_key, feature_fingerprints
+from pipeline.training.config import ModelSpec, TrainConfig
 
 LONG_AGO = 1_500_000_000  # inputs "recorded" long before the test edits them, so an edit always moves mtime
 
@@ -263,14 +264,17 @@ def test_trainer_cache_key_follows_the_modules_the_trainer_imports(tmp_path, tmp
         return cache_key(spec, cfg, prints)
 
     first = key()
-    assert "pipeline.report" not in module_closure("pipeline.training.trainer")
+    assert "pipeline.report" not in module_closure("pipeline.training.cache")
     _add_statement(copy / "pipeline" / "report.py", "main")
     assert key() == first
     _add_statement(copy / "pipeline" / "training" / "splits.py", "session_folds")
     second = key()
     assert second != first
+    _add_statement(copy / "pipeline" / "training" / "loop.py", "fit")  # the training loop every seed runs
+    third = key()
+    assert third != second
     _add_statement(copy / "models" / "context_gru.py", "forward")  # the model's module, loaded by name
-    assert key() != second
+    assert key() != third
 
 
 def test_trainer_feature_fingerprints_see_every_byte(tmp_path, monkeypatch):

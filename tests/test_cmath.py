@@ -230,7 +230,8 @@ def test_overfits_a_tiny_batch():
 
 def test_trainer_weights_losses_by_paper_defaults_then_train_then_model_block():
     from pipeline.config import ConfigError
-    from pipeline.training.trainer import ModelSpec, TrainConfig, effective_loss_weights, fit_seed
+    from pipeline.training.config import ModelSpec, TrainConfig
+    from pipeline.training.trainer import effective_loss_weights, fit_seed
 
     train = {"seeds": [0], "epochs": 2, "patience": 2, "batch_dialogues": 3, "lr": 0.01, "weight_decay": 0.0,
              "grad_clip": 5.0, "device": "cpu", "loss_weights": {"distill_feature": 0.5, "distill_logit": 0.7}}

@@ -24,9 +24,10 @@ from pipeline.hooks import RecordingHook
 from pipeline.runner import PlainRunner
 from pipeline.stages import evaluate as evaluate_stage
 from pipeline.stages import train as train_stage
+from pipeline.training.config import ModelSpec, TrainConfig
 from pipeline.training.metrics import classification_scores, unweighted_accuracy
 from pipeline.training.splits import session_folds
-from pipeline.training.trainer import ModelSpec, TrainConfig, effective_loss_weights, total_loss
+from pipeline.training.trainer import effective_loss_weights, total_loss
 from tests.test_sequence_batches import LABELS, write_sequence_corpus
 
 DIMS = {"audio": 5, "text": 6}

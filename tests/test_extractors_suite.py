@@ -594,7 +594,7 @@ def test_stage_reads_full_frames_from_the_source_video(tmp_path, monkeypatch, pa
 
 
 def test_stage_gives_text_extractors_future_context(params):
-    from pipeline.stages.features import text_items
+    from pipeline.text_items import text_items
 
     manifest = pd.DataFrame({"utt_id": ["d/0", "d/1", "d/2", "d/3"], "dialogue_id": "d", "turn": [0, 1, 2, 3],
                              "speaker": ["a", "b", "a", "b"], "text": ["zero", "one", "two", "three"]})

@@ -120,20 +120,18 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch, params,
     reference = exported()
 
     monkeypatch.chdir(killed)
-    original = finetune_text.train_epoch
-    calls = {"n": 0}
+    original = finetune_text.FinetuneTask.begin_epoch
 
-    def dies_in_epoch_two(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
+    def dies_in_epoch_two(task, epoch):
+        if epoch == 2:
             raise KeyboardInterrupt("killed")
-        return original(*args, **kwargs)
+        return original(task, epoch)
 
-    monkeypatch.setattr(finetune_text, "train_epoch", dies_in_epoch_two)
+    monkeypatch.setattr(finetune_text.FinetuneTask, "begin_epoch", dies_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         finetune_text.run(params, PlainRunner(1, RecordingHook()), None)
     assert not (paths.ARTIFACTS / "text_encoder").exists()
-    monkeypatch.setattr(finetune_text, "train_epoch", original)
+    monkeypatch.setattr(finetune_text.FinetuneTask, "begin_epoch", original)
     summary = finetune_text.run(params, PlainRunner(1, RecordingHook()), None)
     assert summary["resumed_from_epoch"] == 1
     resumed = exported()

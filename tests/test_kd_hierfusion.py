@@ -22,6 +22,7 @@ from models.layers.contrastive import supervised_contrastive
 from models.layers.dialogue_graph import batch_graph, dialogue_graph, knn_edges
 from models.layers.hierarchical_fusion import fisher_ratio
 from pipeline.training import trainer
+from pipeline.training.config import ModelSpec, TrainConfig
 from tests.fusion_helpers import CLASSES, DIMS, SUBSETS, clone, make_batch, objective, select, with_padding_garbage
 
 TINY = {
@@ -344,10 +345,10 @@ def test_the_trainer_runs_phase_one_uses_the_paper_weights_and_reloads_exactly(t
     from tests.fusion_helpers import tiny_dialogue_data
 
     data = tiny_dialogue_data()
-    spec = trainer.ModelSpec(
+    spec = ModelSpec(
         "kd", "kd_hierfusion", tuple(DIMS), {"kind": "kd_hierfusion", "inputs": list(DIMS), **TINY}
     )
-    cfg = trainer.TrainConfig(
+    cfg = TrainConfig(
         seeds=(0,), epochs=3, patience=3, batch_dialogues=3, lr=0.01, weight_decay=0.0, grad_clip=1.0, device="cpu"
     )
     result = trainer.fit_seed(spec, data, cfg, 0)

@@ -251,7 +251,8 @@ def test_overfits_a_tiny_batch():
 
 
 def test_trains_through_the_shared_trainer_with_its_paper_weights():
-    from pipeline.training.trainer import ModelSpec, TrainConfig, fit_seed
+    from pipeline.training.config import ModelSpec, TrainConfig
+    from pipeline.training.trainer import fit_seed
 
     train = {"seeds": [0], "epochs": 2, "patience": 2, "batch_dialogues": 3, "lr": 0.01, "weight_decay": 0.0,
              "grad_clip": 5.0, "device": "cpu", "loss_weights": {}}

@@ -25,8 +25,8 @@ from pipeline.face_detect import FaceDetector
 from pipeline.lipsync_data import Augment, TrackSeries, timeline
 from pipeline.media import iter_frames, probe, read_audio
 from pipeline.stages.faces import sample_frames
-from pipeline.stages.lipsync_train import TrainOptions, train_model
 from pipeline.tracking import track_faces
+from pipeline.training.lipsync import TrainOptions, train_model
 
 # The active-speaker benchmark's folds: train on its train people, measure on its dev people.
 TEST_PEOPLE = {"pcavs_p741400", "pcavs_p00098", "pcavs_p00015", "pcavs_p00473", "pcavs_p00373"}

@@ -15,16 +15,15 @@ from models.lipsyncnet import (
     LipSyncConfig,
     LipSyncNet,
     audio_windows,
-    load_checkpoint,
     log_mel,
     pad_track,
-    save_checkpoint,
     sync_loss,
     sync_profile,
     video_windows,
 )
+from pipeline.lipsync_checkpoint import load_lipsyncnet, save_lipsyncnet
 from pipeline.lipsync_data import Augment, PairSampler, TrackSeries, split_by_dialogue, timeline
-from pipeline.stages.lipsync_train import TrainOptions, offset_recovery, pair_accuracy, train_model
+from pipeline.training.lipsync import TrainOptions, offset_recovery, pair_accuracy, train_model
 from tests import media_factory as mf
 
 TINY = LipSyncConfig(video_channels=(8, 16, 32), audio_channels=(8, 16, 32), hidden=64)
@@ -85,12 +84,12 @@ def test_checkpoint_round_trip_gives_identical_embeddings(tmp_path):
     torch.manual_seed(0)
     model = LipSyncNet(TINY).eval()
     mouths = torch.rand(2, 1, 5, 32, 48)
-    save_checkpoint(model, tmp_path / "ckpt", {"note": "test"})
-    loaded, payload = load_checkpoint(tmp_path / "ckpt")
+    save_lipsyncnet(model, tmp_path / "ckpt", {"note": "test"})
+    loaded, payload = load_lipsyncnet(tmp_path / "ckpt")
     assert payload["note"] == "test" and loaded.config == TINY
     assert torch.equal(model.encode_video(mouths), loaded.encode_video(mouths))
     with pytest.raises(FileNotFoundError, match="lipsync_train"):
-        load_checkpoint(tmp_path / "missing")
+        load_lipsyncnet(tmp_path / "missing")
 
 
 # --- 2. loss ------------------------------------------------------------------------------------------

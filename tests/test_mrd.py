@@ -13,13 +13,18 @@ from safetensors.torch import load_file
 from torch import nn
 
 from models import IGNORE_INDEX
+from models.layers import mutual_distill
+from models.layers.mutual_distill import mutual_distillation
 from pipeline import paths
 from pipeline.config import ConfigError
 from pipeline.stages import evaluate as evaluate_stage
+from pipeline.stages import refine as refine_stage
 from pipeline.stages import train as train_stage
 from pipeline.training import mrd
-from pipeline.training.curriculum import DIFFICULT, GENERAL, SIMPLE, Curriculum, categorize, pacing_ratio
-from pipeline.training.trainer import TrainConfig, load_checkpoint
+from pipeline.training.config import ModelSpec, TrainConfig
+from pipeline.training.model_checkpoints import load_checkpoint
+from pipeline.training.mrd.curriculum import DIFFICULT, GENERAL, SIMPLE, Curriculum, categorize, pacing_ratio
+from pipeline.training.mrd.refine import _frozen_copy
 from tests.test_training import make_params, runner, write_corpus
 
 CLASSES = 3
@@ -66,10 +71,10 @@ def test_mutual_distillation_is_zero_for_equal_logits_and_non_negative():
     torch.manual_seed(0)
     z = torch.randn(2, 4, CLASSES)
     valid = torch.ones(2, 4, dtype=torch.bool)
-    terms = mrd.mrd_losses(z, z.clone(), z, z, torch.zeros(2, 4, dtype=torch.long), valid, valid, cfg())
+    terms = mutual_distill.mrd_losses(z, z.clone(), z, z, torch.zeros(2, 4, dtype=torch.long), valid, valid, cfg())
     assert abs(float(terms["distill_multi"])) < 1e-6 and abs(float(terms["distill_text"])) < 1e-6
     other = torch.randn(2, 4, CLASSES)
-    assert float(mrd.mutual_distillation(z, other, valid, 2.0, False)) >= 0
+    assert float(mutual_distillation(z, other, valid, 2.0, False)) >= 0
 
 
 def test_distillation_temperature_and_manual_value():
@@ -78,11 +83,11 @@ def test_distillation_temperature_and_manual_value():
     valid = torch.ones(1, 2, dtype=torch.bool)
     p_t = F.softmax(teacher[0], -1)
     manual = (p_t * (p_t.log() - F.log_softmax(student[0], -1))).sum(-1).mean()
-    assert float(mrd.mutual_distillation(student, teacher, valid, 1.0, False)) == pytest.approx(float(manual), abs=1e-6)
-    hot = float(mrd.mutual_distillation(student, teacher, valid, 1000.0, False))
+    assert float(mutual_distillation(student, teacher, valid, 1.0, False)) == pytest.approx(float(manual), abs=1e-6)
+    hot = float(mutual_distillation(student, teacher, valid, 1000.0, False))
     assert hot < 1e-5
-    scaled = float(mrd.mutual_distillation(student, teacher, valid, 3.0, True))
-    assert scaled == pytest.approx(9 * float(mrd.mutual_distillation(student, teacher, valid, 3.0, False)), rel=1e-5)
+    scaled = float(mutual_distillation(student, teacher, valid, 3.0, True))
+    assert scaled == pytest.approx(9 * float(mutual_distillation(student, teacher, valid, 3.0, False)), rel=1e-5)
 
 
 def test_each_distillation_term_updates_only_its_student():
@@ -94,7 +99,7 @@ def test_each_distillation_term_updates_only_its_student():
         multi.zero_grad(set_to_none=True)
         text.zero_grad(set_to_none=True)
         z_m, z_t = multi(x), text(x)
-        terms = mrd.mrd_losses(
+        terms = mutual_distill.mrd_losses(
             z_m, z_t, z_m.detach(), z_t.detach(), torch.zeros(1, 5, dtype=torch.long), valid, valid, cfg()
         )
         terms[name].backward()
@@ -108,23 +113,23 @@ def test_each_distillation_term_updates_only_its_student():
 def test_refactoring_anchors():
     torch.manual_seed(0)
     model = nn.Linear(4, CLASSES)
-    frozen = mrd._frozen_copy(model)
+    frozen = _frozen_copy(model)
     assert not frozen.training and not any(p.requires_grad for p in frozen.parameters())
     x = torch.randn(1, 6, 4)
     labels = torch.randint(0, CLASSES, (1, 6))
     valid = torch.ones(1, 6, dtype=torch.bool)
     with torch.no_grad():
-        assert float(mrd.refactoring_loss(model(x), frozen(x), valid)) == 0.0
+        assert float(mutual_distill.refactoring_loss(model(x), frozen(x), valid)) == 0.0
     snapshot = copy.deepcopy(frozen.state_dict())
     optimiser = torch.optim.Adam(model.parameters(), lr=0.1)
     F.cross_entropy(model(x)[0], labels[0]).backward()
     optimiser.step()
-    assert float(mrd.refactoring_loss(model(x), frozen(x), valid).detach()) > 0
+    assert float(mutual_distill.refactoring_loss(model(x), frozen(x), valid).detach()) > 0
     assert all(torch.equal(v, snapshot[k]) for k, v in frozen.state_dict().items())
     z, anchor = torch.randn(2, 3, CLASSES), torch.randn(2, 3, CLASSES)
     partial = torch.tensor([[True, True, False], [True, False, False]])
     by_hand = np.mean([float(((z[b, i] - anchor[b, i]) ** 2).sum()) for b, i in [(0, 0), (0, 1), (1, 0)]])
-    assert float(mrd.refactoring_loss(z, anchor, partial)) == pytest.approx(by_hand, rel=1e-6)
+    assert float(mutual_distill.refactoring_loss(z, anchor, partial)) == pytest.approx(by_hand, rel=1e-6)
 
 
 # ---------------------------------------------------------------- RCL
@@ -163,10 +168,10 @@ def test_inactive_utterances_reach_neither_classification_nor_distillation():
     labels = torch.tensor([[0, 1, 2, 0, 1]])
     valid = torch.ones(1, 5, dtype=torch.bool)
     active = torch.tensor([[True, True, False, True, False]])
-    first = mrd.mrd_losses(z_m, z_t, z_m.detach(), z_t, labels, valid, active, cfg())
+    first = mutual_distill.mrd_losses(z_m, z_t, z_m.detach(), z_t, labels, valid, active, cfg())
     relabeled = labels.clone()
     relabeled[0, 2], relabeled[0, 4] = 1, 0
-    second = mrd.mrd_losses(z_m, z_t, z_m.detach(), z_t, relabeled, valid, active, cfg())
+    second = mutual_distill.mrd_losses(z_m, z_t, z_m.detach(), z_t, relabeled, valid, active, cfg())
     for name in ("cls_multi", "cls_text", "distill_multi", "distill_text"):
         assert float(first[name].detach()) == float(second[name].detach()), name
     first["cls_multi"].backward()
@@ -178,10 +183,10 @@ def test_focal_and_balanced_classification_losses():
     labels = torch.tensor([[0, 1]])
     active = torch.ones(1, 2, dtype=torch.bool)
     p = F.softmax(logits[0], -1)[[0, 1], [0, 1]]
-    focal = float(mrd.classification_loss(logits, labels, active, "focal", None, 2.5))
+    focal = float(mutual_distill.classification_loss(logits, labels, active, "focal", None, 2.5))
     assert focal == pytest.approx(float((-((1 - p) ** 2.5) * p.log()).mean()), rel=1e-5)
     w = torch.tensor([1.0, 3.0, 1.0])
-    balanced = float(mrd.classification_loss(logits, labels, active, "balanced", w, 2.5))
+    balanced = float(mutual_distill.classification_loss(logits, labels, active, "balanced", w, 2.5))
     assert balanced == pytest.approx(float(F.cross_entropy(logits[0], labels[0], weight=w)), rel=1e-5)
 
 
@@ -213,7 +218,7 @@ def test_configuration_errors_name_the_key():
 def test_refine_writes_both_models_and_evaluate_scores_them(trained):
     params = trained
     before = {name: weights(name) for name in ("fusion_gru", "text_gru")}
-    summary = train_stage.run(params, runner(), "mrd")
+    summary = refine_stage.run(params, runner(), "mrd")
     assert summary["outputs"] == ["mrd", "mrd_text"] and summary["out_of_fold"] == [False]
     report = json.loads((paths.METRICS_DIR / "mrd" / "train.json").read_text())
     assert report["refines"] == {"multimodal": "fusion_gru", "text": "text_gru"}
@@ -243,7 +248,7 @@ def test_categories_use_training_utterances_only_and_out_of_fold_works(trained):
     params = trained
     cfg_ = mrd.MRDConfig.from_params(params, "mrd")
     train_cfg = TrainConfig.for_model(params, "fusion_gru")
-    specs = (mrd.ModelSpec.from_params(params, "fusion_gru"), mrd.ModelSpec.from_params(params, "text_gru"))
+    specs = (ModelSpec.from_params(params, "fusion_gru"), ModelSpec.from_params(params, "text_gru"))
     models, configs = zip(*(load_checkpoint(paths.MODELS_DIR / s.name / "seed0") for s in specs))
     pair = mrd.PairedData(*(mrd.load_model_data(s, c) for s, c in zip(specs, configs)))
     curriculum = mrd.categorise_training_split(pair, models, train_cfg, "cpu", np.random.default_rng(0))
@@ -257,10 +262,10 @@ def test_categories_use_training_utterances_only_and_out_of_fold_works(trained):
 
 def test_refinement_is_deterministic_and_blind_to_test_labels(trained, corpus):
     params = trained
-    train_stage.run(params, runner(), "mrd")
+    refine_stage.run(params, runner(), "mrd")
     first = {name: weights(name) for name in ("mrd", "mrd_text")}
     write_corpus(corpus, scramble_test=True)
-    train_stage.run(params, runner(), "mrd")
+    refine_stage.run(params, runner(), "mrd")
     for name, state in first.items():
         again = weights(name)
         for key in state:
@@ -273,12 +278,12 @@ def test_ablation_rows_run():
 
     batch = make_batch([5, 4], dims={"text": 6})
     multi, text = nn.Linear(6, CLASSES), nn.Linear(6, CLASSES)
-    frozen_m, frozen_t = mrd._frozen_copy(multi), mrd._frozen_copy(text)
+    frozen_m, frozen_t = _frozen_copy(multi), _frozen_copy(text)
     valid = batch.mask
     x = batch.features["text"]
     for row in (cfg(alpha=0, beta=0), cfg(gamma=0, delta=0), cfg()):
-        terms = mrd.mrd_losses(multi(x), text(x), frozen_m(x), frozen_t(x), batch.labels, valid, valid, row)
-        total = mrd.total_mrd_loss(terms, row)
+        terms = mutual_distill.mrd_losses(multi(x), text(x), frozen_m(x), frozen_t(x), batch.labels, valid, valid, row)
+        total = mutual_distill.total_mrd_loss(terms, row)
         expected = terms["cls_multi"] + terms["cls_text"] + row.alpha * terms["distill_multi"]
         expected = (
             expected + row.beta * terms["distill_text"] + row.gamma * terms["ref_multi"] + row.delta * terms["ref_text"]
@@ -299,15 +304,15 @@ def fit_pair(settings: mrd.MRDConfig, steps: int = 50) -> list[float]:
     text_batch.present = {"text": batch.present["text"]}
     multi = build_model("context_gru", {"hidden": 16, "dropout": 0.0}, dims, CLASSES)
     text = build_model("context_gru", {"hidden": 16, "dropout": 0.0}, {"text": 6}, CLASSES)
-    frozen_m, frozen_t = mrd._frozen_copy(multi), mrd._frozen_copy(text)
+    frozen_m, frozen_t = _frozen_copy(multi), _frozen_copy(text)
     optimiser = torch.optim.Adam([*multi.parameters(), *text.parameters()], lr=0.03)
     losses = []
     for _ in range(steps):
-        terms = mrd.mrd_losses(
+        terms = mutual_distill.mrd_losses(
             multi(batch).logits, text(text_batch).logits, frozen_m(batch).logits, frozen_t(text_batch).logits,
             batch.labels, batch.mask, batch.mask & (batch.labels != IGNORE_INDEX), settings,
         )  # fmt: skip
-        loss = mrd.total_mrd_loss(terms, settings)
+        loss = mutual_distill.total_mrd_loss(terms, settings)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

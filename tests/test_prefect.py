@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from flows import adapter, monitor
+from flows import adapter, server_address
 from pipeline.hooks import silent_hook
 from pipeline.runner import PlainRunner
 
@@ -92,7 +92,7 @@ def test_an_absent_server_means_a_plain_run(monkeypatch):
     monkeypatch.setenv("PIPELINE_ORCHESTRATOR", "auto")
     monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")
     started = time.monotonic()
-    assert monitor.monitoring_api() is None
+    assert server_address.monitoring_api() is None
     assert time.monotonic() - started < 5
 
 
@@ -157,7 +157,7 @@ def test_a_dead_or_frozen_server_costs_one_warning_line_and_a_bounded_delay(faul
         else:
             os.killpg(process.pid, signal.SIGSTOP)
         seen_gone["at"] = time.monotonic()
-        seen_gone["answers"] = monitor.api_healthy(api, timeout=3.0)  # a dead server refuses, a frozen one hangs
+        seen_gone["answers"] = server_address.api_healthy(api, timeout=3.0)  # a dead server refuses, a frozen one hangs
         seen_gone["exited"] = process.poll() is not None
         seen_gone["stopped"] = not seen_gone["exited"] and psutil.Process(process.pid).status() == psutil.STATUS_STOPPED
         gone.set()

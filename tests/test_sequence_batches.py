@@ -15,8 +15,8 @@ from pipeline import paths
 from pipeline.config import ConfigError
 from pipeline.manifest import write_manifest
 from pipeline.tables import read_sequences, vector_table, write_atomic
+from pipeline.training.config import ModelSpec
 from pipeline.training.data import collate, iter_batches, load_dialogue_data, sequence_stats_key
-from pipeline.training.trainer import ModelSpec
 
 LABELS = ["neutral", "happy", "angry", "sad"]
 AUDIO_DIM, TEXT_DIM = 5, 7

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.lipsyncnet import LipSyncConfig, LipSyncNet, log_mel, save_checkpoint
+from models.lipsyncnet import LipSyncConfig, LipSyncNet, log_mel
 from pipeline.config import ConfigError
+from pipeline.lipsync_checkpoint import save_lipsyncnet
 from pipeline.lipsync_data import Augment, TrackSeries
 from pipeline.speaker_select import (
     FirstFaceScorer,
@@ -21,7 +22,7 @@ from pipeline.speaker_select import (
     build_scorer,
     choose,
 )
-from pipeline.stages.lipsync_train import TrainOptions, train_model
+from pipeline.training.lipsync import TrainOptions, train_model
 from tests import media_factory as mf
 
 FPS = 25.0
@@ -134,7 +135,7 @@ def lipsync_dir(tmp_path_factory):
         series.append(TrackSeries(f"c{i}", f"c{i}", 0, 0, scene["faces"][0]))
     torch.manual_seed(0)
     model, _ = train_model(series, mels, config, TrainOptions(steps=200, batch_size=32, augment=Augment(reverse=0.5)))
-    return save_checkpoint(model, tmp_path_factory.mktemp("lipsync") / "ckpt")
+    return save_lipsyncnet(model, tmp_path_factory.mktemp("lipsync") / "ckpt")
 
 
 def _lipsync(lipsync_dir) -> LipSyncScorer:

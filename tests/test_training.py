@@ -21,6 +21,7 @@ from pipeline.runner import PlainRunner
 from pipeline.stages import evaluate as evaluate_stage
 from pipeline.stages import train as train_stage
 from pipeline.tables import vector_table, write_atomic
+from pipeline.training import cache as training_cache
 from pipeline.training import trainer
 from pipeline.training.data import iter_batches, load_dialogue_data
 from pipeline.training.metrics import aggregate_scores, classification_scores, confusion_matrix, mean_std
@@ -229,7 +230,7 @@ def test_train_cache_restores_instead_of_retraining(corpus, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("retrained although nothing it depends on changed")
 
-    monkeypatch.setattr(trainer, "fit_seed", no_training)
+    monkeypatch.setattr(training_cache, "fit_seed", no_training)
     write_corpus(corpus, audio_seed=2)  # an audio swap must not retrain a text-only model
     summary = train_stage.run(params, runner(), "text_gru")
     assert summary["restored_from_cache"] == 2

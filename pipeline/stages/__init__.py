@@ -22,6 +22,7 @@ STAGE_MODULES = {
     "finetune_text": "pipeline.stages.finetune_text",
     "train": "pipeline.stages.train",
     "evaluate": "pipeline.stages.evaluate",
+    "refine": "pipeline.stages.refine",
     "failures": "pipeline.stages.failures",
 }
 

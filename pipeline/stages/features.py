@@ -52,6 +52,7 @@ from pipeline.manifest import read_manifest
 from pipeline.media import MediaError, iter_frames
 from pipeline.runner import Runner
 from pipeline.tables import concat_tables, read_frame, vector_table, write_atomic
+from pipeline.text_items import text_items
 
 CHUNK_UTTERANCES = 64
 NO_CROPS = "no face crops for the active speaker"
@@ -102,25 +103,6 @@ def build_for_key(params: dict[str, Any], feature_key: str | None) -> Extractor:
 
 
 # -- inputs --------------------------------------------------------------------------------------
-
-
-def text_items(manifest: pd.DataFrame, wanted: set[str], turns: int, future: int = 0) -> dict[str, TextItem]:
-    """TextItems with up to `turns` previous and `future` following utterances of the dialogue
-    (taken from the whole manifest, so context survives an utterance whose media failed)."""
-    items: dict[str, TextItem] = {}
-    ordered = manifest.sort_values(["dialogue_id", "turn"], kind="stable")
-    for _, dialogue in ordered.groupby("dialogue_id", sort=False):
-        turns_of = [
-            ("" if pd.isna(row.speaker) else str(row.speaker), "" if pd.isna(row.text) else str(row.text))
-            for row in dialogue.itertuples(index=False)
-        ]
-        for index, utt_id in enumerate(dialogue.utt_id):
-            if utt_id in wanted:
-                speaker, text = turns_of[index]
-                context = tuple(turns_of[max(0, index - turns) : index]) if turns else ()
-                following = tuple(turns_of[index + 1 : index + 1 + future]) if future else ()
-                items[utt_id] = TextItem(utt_id, text, speaker, context, following)
-    return items
 
 
 def make_chunks(manifest: pd.DataFrame, wanted: set[str], size: int = CHUNK_UTTERANCES) -> list[list[str]]:

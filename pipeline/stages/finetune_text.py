@@ -7,8 +7,9 @@ exactly the inputs and pooling the extractor will use, picks the epoch with the 
 F1 (test is never read), and writes a model folder, `artifacts/text_encoder/`, that
 `features.text.model` can point to.
 
-Each finished epoch is checkpointed under `.cache/finetune_text/<key>/` (model, head, optimiser,
-scheduler, history), keyed by the settings, the training data and the code fingerprint of this
+Training runs in the project's one loop (`pipeline.training.loop`); each finished epoch is
+checkpointed under `.cache/finetune_text/<key>/` (`pipeline.checkpoints.Checkpointer`: model, head,
+optimiser, scheduler, history), keyed by the settings, the training data and the code fingerprint of this
 module, the encoder's module and everything they import (`pipeline.code_fingerprint`): a killed run
 resumes at the next epoch, and because shuffling and dropout are seeded per epoch the resumed run
 ends with the same weights as an uninterrupted one.
@@ -17,12 +18,12 @@ ends with the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
-import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,16 +31,21 @@ from typing import Any
 import numpy as np
 
 from extractors import ExtractorConfigError, build_extractor
+from extractors.base import resolve_device
 from extractors.text_transformer import TransformerTextExtractor
 from pipeline import paths
 from pipeline.cache import stable_hash
+from pipeline.checkpoints import Checkpointer, weights_path, write_json
 from pipeline.code_fingerprint import code_fingerprint
 from pipeline.config import ConfigError, section
 from pipeline.extractor_identity import extractor_identity
 from pipeline.manifest import read_manifest
 from pipeline.runner import Runner
-from pipeline.stages.features import text_items
+from pipeline.text_items import text_items
+from pipeline.training.loop import EpochEnd, LoopOptions, Task, fit
 from pipeline.training.metrics import classification_scores
+
+log = logging.getLogger(__name__)
 
 STAGE = "finetune_text"
 OUT_DIR = paths.ARTIFACTS / "text_encoder"
@@ -169,17 +175,13 @@ class Trainee:
     device: str
 
 
-def make_trainee(extractor: TransformerTextExtractor, cfg: FinetuneConfig, classes: int, steps: int) -> Trainee:
+def make_trainee(extractor: TransformerTextExtractor, cfg: FinetuneConfig, classes: int, steps: int,
+                 device: str) -> Trainee:
+    """Load the encoder and draw the head's initial weights (right after seeding), with AdamW and the schedule."""
     import torch
 
-    from extractors.base import resolve_device
     from extractors.hf import auto_model
 
-    try:
-        device = resolve_device(cfg.device)
-    except ExtractorConfigError as error:
-        raise ConfigError(f"params.yaml: 'finetune_text.device' {error.message}") from error
-    torch.manual_seed(cfg.seed)
     try:
         model = auto_model(extractor.model_source())
     except ExtractorConfigError as error:
@@ -209,32 +211,6 @@ def logits_for(extractor: TransformerTextExtractor, trainee: Trainee, encoded: l
     return trainee.head(extractor.pool_outputs(outputs, batch).float())
 
 
-def train_epoch(extractor: TransformerTextExtractor, trainee: Trainee, split: Split, cfg: FinetuneConfig,
-                epoch: int) -> float:
-    """One pass over train in a seeded order; dropout is seeded per epoch too (exact resume)."""
-    import torch
-
-    torch.manual_seed(cfg.seed * 100_003 + epoch)
-    order = np.random.default_rng(cfg.seed * 100_003 + epoch).permutation(len(split.utt_ids))
-    trainee.model.train()
-    trainee.head.train()
-    total, count = 0.0, 0
-    for start in range(0, len(order), cfg.batch_size):
-        rows = order[start : start + cfg.batch_size]
-        logits = logits_for(extractor, trainee, [split.encoded[r] for r in rows])
-        targets = torch.from_numpy(split.labels[rows]).to(trainee.device)
-        loss = torch.nn.functional.cross_entropy(logits, targets)
-        trainee.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        params = [p for group in trainee.optimizer.param_groups for p in group["params"]]
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        trainee.optimizer.step()
-        trainee.scheduler.step()
-        total += float(loss.detach()) * len(rows)
-        count += len(rows)
-    return total / max(1, count)
-
-
 def predict(extractor: TransformerTextExtractor, trainee: Trainee, split: Split, batch_size: int) -> np.ndarray:
     import torch
 
@@ -250,74 +226,85 @@ def predict(extractor: TransformerTextExtractor, trainee: Trainee, split: Split,
     return predictions
 
 
-# -- checkpoints -------------------------------------------------------------------------------------
+class FinetuneTask(Task):
+    """Encoder + head on the train split, cross-entropy, dev scores per epoch, for `pipeline.training.loop.fit`.
+
+    Shuffling and dropout are seeded per epoch, so a run resumed after a finished epoch ends with the
+    same weights as an uninterrupted one.
+    """
+
+    roles = ("encoder",)
+
+    def __init__(self, extractor: TransformerTextExtractor, trainee: Trainee, splits: Mapping[str, Split],
+                 labels: list[str], cfg: FinetuneConfig) -> None:
+        self.extractor, self.trainee, self.cfg, self.labels = extractor, trainee, cfg, labels
+        self.train, self.dev = splits["train"], splits["dev"]
+        self.order = np.zeros(0, dtype=np.int64)
+
+    def optimizers(self) -> Sequence[Any]:
+        return (self.trainee.optimizer,)
+
+    def schedulers(self) -> Sequence[Any]:
+        return (self.trainee.scheduler,)
+
+    def clip_groups(self) -> Sequence[Sequence[Any]]:
+        return ([p for group in self.trainee.optimizer.param_groups for p in group["params"]],)
+
+    def begin_epoch(self, epoch: int) -> None:
+        import torch
+
+        epoch_seed = self.cfg.seed * 100_003 + epoch - 1
+        torch.manual_seed(epoch_seed)
+        self.order = np.random.default_rng(epoch_seed).permutation(len(self.train.utt_ids))
+        self.trainee.model.train()
+        self.trainee.head.train()
+
+    def batches(self, epoch: int) -> Iterator[np.ndarray]:
+        for start in range(0, len(self.order), self.cfg.batch_size):
+            yield self.order[start : start + self.cfg.batch_size]
+
+    def forward(self, rows: np.ndarray) -> Any:
+        return logits_for(self.extractor, self.trainee, [self.train.encoded[r] for r in rows])
+
+    def objectives(self, rows: np.ndarray, logits: Any) -> tuple[Any, dict[str, float]]:
+        import torch
+
+        targets = torch.from_numpy(self.train.labels[rows]).to(self.trainee.device)
+        return torch.nn.functional.cross_entropy(logits, targets), {}
+
+    def batch_weight(self, rows: np.ndarray) -> float:
+        return len(rows)  # the epoch's loss is a mean over utterances
+
+    def end_epoch(self, epoch: int, means: dict[str, float]) -> EpochEnd:
+        predicted = predict(self.extractor, self.trainee, self.dev, self.cfg.batch_size)
+        scores = classification_scores(self.dev.labels, predicted, self.labels)
+        record = {"epoch": epoch, "train_loss": means["loss"], "dev_weighted_f1": scores["weighted_f1"],
+                  "dev_accuracy": scores["accuracy"], "dev_macro_f1": scores["macro_f1"]}
+        return EpochEnd(record, {"encoder": {k: scores[k] for k in ("weighted_f1", "accuracy", "macro_f1")}})
 
 
-def save_weights(trainee: Trainee, folder: Path) -> None:
-    from safetensors.torch import save_model
+def checkpointer(folder: Path) -> Callable[[FinetuneTask], Checkpointer]:
+    """Each finished epoch: `last/` (encoder, head, optimiser, schedule), `best/` when dev improved."""
 
-    folder.mkdir(parents=True, exist_ok=True)
-    save_model(trainee.model, str(folder / "model.safetensors"))
-    save_model(trainee.head, str(folder / "head.safetensors"))
+    def make(task: FinetuneTask) -> Checkpointer:
+        trainee = task.trainee
+        return Checkpointer(folder, {"model": trainee.model, "head": trainee.head},
+                            {"optimizer": trainee.optimizer, "scheduler": trainee.scheduler})
 
-
-def load_weights(trainee: Trainee, folder: Path) -> None:
-    from safetensors.torch import load_model
-
-    load_model(trainee.model, str(folder / "model.safetensors"), device=trainee.device)
-    load_model(trainee.head, str(folder / "head.safetensors"), device=trainee.device)
+    return make
 
 
-def save_checkpoint(trainee: Trainee, folder: Path, state: dict[str, Any], best_improved: bool) -> None:
-    """Epoch checkpoint: `last/` weights + optimiser, `best/` when dev improved, then `state.json`
-    (written last, so a checkpoint is only trusted once everything it names is on disk)."""
-    import torch
-
-    save_weights(trainee, folder / "last")
-    torch.save({"optimizer": trainee.optimizer.state_dict(), "scheduler": trainee.scheduler.state_dict()},
-               folder / "last" / "optim.pt")
-    if best_improved:
-        tmp = folder / "best.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(folder / "last", tmp, ignore=shutil.ignore_patterns("optim.pt"))
-        shutil.rmtree(folder / "best", ignore_errors=True)
-        tmp.rename(folder / "best")
-    temporary = folder / "state.json.tmp"
-    temporary.write_text(json.dumps(state, indent=2))
-    temporary.replace(folder / "state.json")
-
-
-def resume(trainee: Trainee, folder: Path) -> dict[str, Any] | None:
-    """The saved state after the last finished epoch (weights and optimiser restored), or None."""
-    import torch
-
-    state_file = folder / "state.json"
-    if not state_file.exists():
-        return None
-    try:
-        state = json.loads(state_file.read_text())
-        load_weights(trainee, folder / "last")
-        saved = torch.load(folder / "last" / "optim.pt", map_location=trainee.device, weights_only=True)
-        trainee.optimizer.load_state_dict(saved["optimizer"])
-        trainee.scheduler.load_state_dict(saved["scheduler"])
-    except Exception as error:  # a damaged checkpoint is retrained from scratch, never trusted
-        print(f"[{STAGE}] ignoring unreadable checkpoint in {folder}: {error}", file=sys.stderr)
-        shutil.rmtree(folder, ignore_errors=True)
-        return None
-    return state
-
-
-def export(extractor: TransformerTextExtractor, trainee: Trainee, best: Path, report: dict[str, Any]) -> Path:
+def export(extractor: TransformerTextExtractor, saver: Checkpointer, device: str, report: dict[str, Any]) -> Path:
     """Write the best epoch as a Hugging Face folder (model + tokenizer + head), replacing OUT_DIR whole."""
     from transformers import AutoTokenizer
 
-    load_weights(trainee, best)
+    saver.load_best(device)
     OUT_DIR.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".text_encoder.", dir=OUT_DIR.parent))
     try:
-        trainee.model.save_pretrained(staging)
+        saver.modules["model"].save_pretrained(staging)
         AutoTokenizer.from_pretrained(extractor.model_source(), local_files_only=True).save_pretrained(staging)
-        shutil.copy(best / "head.safetensors", staging / "classifier_head.safetensors")
+        shutil.copy(weights_path(saver.best, "head"), staging / "classifier_head.safetensors")
         (staging / "finetune.json").write_text(json.dumps(report, indent=2))
         shutil.rmtree(OUT_DIR, ignore_errors=True)
         staging.rename(OUT_DIR)
@@ -330,37 +317,36 @@ def export(extractor: TransformerTextExtractor, trainee: Trainee, best: Path, re
 
 
 def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[str, Any]:
-    from pipeline.training.trainer import write_json
-
     started = time.perf_counter()
     block = section(params, STAGE)
     cfg = FinetuneConfig.from_params(block)
     extractor = build_encoder(params)
+    try:
+        device = resolve_device(cfg.device)
+    except ExtractorConfigError as error:
+        raise ConfigError(f"params.yaml: 'finetune_text.device' {error.message}") from error
     splits, labels, skipped = load_splits(extractor)
     train, dev = splits["train"], splits["dev"]
     steps = cfg.epochs * math.ceil(len(train.utt_ids) / cfg.batch_size)
-    trainee = make_trainee(extractor, cfg, len(labels), steps)
     encoder_config = {"modality": "text", **extractor_identity(extractor)}
     key = stable_hash({"encoder": encoder_config, "train": asdict(cfg) | {"device": None}, "labels": labels,
                        "data": data_fingerprint(splits),
                        "code": code_fingerprint(__name__, type(extractor).__module__)}, 24)
     folder = paths.CACHE_DIR / STAGE / key
-    folder.mkdir(parents=True, exist_ok=True)
-    state = resume(trainee, folder) or {"history": [], "best_epoch": None, "best_dev_weighted_f1": -1.0}
-    resumed_from = len(state["history"])
-    runner.hook(STAGE, completed=resumed_from, total=cfg.epochs)
-    for epoch in range(resumed_from, cfg.epochs):
-        loss = train_epoch(extractor, trainee, train, cfg, epoch)
-        scores = classification_scores(dev.labels, predict(extractor, trainee, dev, cfg.batch_size), labels)
-        improved = scores["weighted_f1"] > state["best_dev_weighted_f1"]
-        if improved:
-            state["best_epoch"], state["best_dev_weighted_f1"] = epoch + 1, scores["weighted_f1"]
-        state["history"].append({"epoch": epoch + 1, "train_loss": loss, "dev_weighted_f1": scores["weighted_f1"],
-                                 "dev_accuracy": scores["accuracy"], "dev_macro_f1": scores["macro_f1"]})
-        save_checkpoint(trainee, folder, state, improved)
-        runner.hook(STAGE, completed=epoch + 1, total=cfg.epochs)
-        print(f"[{STAGE}] epoch {epoch + 1}/{cfg.epochs}: train loss {loss:.4f}, dev weighted F1 "
-              f"{scores['weighted_f1']:.4f}", file=sys.stderr)
+
+    def setup() -> FinetuneTask:
+        return FinetuneTask(extractor, make_trainee(extractor, cfg, len(labels), steps, device), splits, labels, cfg)
+
+    def on_epoch(record: dict[str, Any]) -> None:
+        runner.hook(STAGE, completed=record["epoch"], total=cfg.epochs)
+        log.info(f"[{STAGE}] epoch {record['epoch']}/{cfg.epochs}: train loss {record['train_loss']:.4f}, "
+                 f"dev weighted F1 {record['dev_weighted_f1']:.4f}")
+
+    runner.hook(STAGE, completed=0, total=cfg.epochs)
+    options = LoopOptions(epochs=cfg.epochs, device=device, seed=cfg.seed, grad_clip=cfg.grad_clip,
+                          loss_name="fine-tuning loss")
+    fitted = fit(setup, options, on_epoch=on_epoch, checkpointer=checkpointer(folder))
+    best = fitted.best["encoder"]
     report = {
         "protocol": PROTOCOL,
         "encoder": encoder_config,
@@ -370,18 +356,18 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
         "train_utterances": len(train.utt_ids),
         "dev_utterances": len(dev.utt_ids),
         "skipped": skipped,
-        "best_epoch": state["best_epoch"],
-        "best_dev_weighted_f1": state["best_dev_weighted_f1"],
-        "history": state["history"],
-        "resumed_from_epoch": resumed_from,
+        "best_epoch": best.epoch or None,
+        "best_dev_weighted_f1": best.score,
+        "history": fitted.history,
+        "resumed_from_epoch": fitted.resumed_from,
     }
-    export(extractor, trainee, folder / "best", report)
+    export(extractor, fitted.checkpointer, device, report)
     write_json(METRICS, {k: v for k, v in report.items() if k != "encoder"} | {"model_dir": str(OUT_DIR)})
     return {
         "model_dir": str(OUT_DIR),
-        "best_epoch": state["best_epoch"],
-        "dev_weighted_f1": round(state["best_dev_weighted_f1"], 4),
+        "best_epoch": report["best_epoch"],
+        "dev_weighted_f1": round(best.score, 4),
         "train_utterances": len(train.utt_ids),
-        "resumed_from_epoch": resumed_from,
+        "resumed_from_epoch": fitted.resumed_from,
         "seconds": round(time.perf_counter() - started, 2),
     }

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,89 +34,31 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import soundfile as sf
-import torch
 
 from models.lipsyncnet import (
     LipSyncConfig,
     LipSyncNet,
     audio_windows,
-    batch_sync_ce,
     log_mel,
-    save_checkpoint,
-    sync_loss,
     sync_profile,
     track_score,
     video_windows,
 )
 from pipeline import paths
 from pipeline.clips import ClipRequest, collect_clips, tracks_of
-from pipeline.config import ConfigError, positive
-from pipeline.device import resolve_device
+from pipeline.config import ConfigError
 from pipeline.item_guard import guarded
 from pipeline.ledger import Failure, write_stage_ledger
-from pipeline.lipsync_data import Augment, PairSampler, TrackSeries, split_by_dialogue, timeline
+from pipeline.lipsync_checkpoint import save_lipsyncnet
+from pipeline.lipsync_data import TrackSeries, split_by_dialogue, timeline
 from pipeline.media import MediaError
 from pipeline.runner import Runner
 from pipeline.scorer_choice import MIN_TRACKS, HeldOutTrack, choose_scorer
 from pipeline.speaker_select import LipSyncScorer, MouthMotionScorer, UtteranceContext
 from pipeline.tables import read_frame
+from pipeline.training.lipsync import TrainOptions, offset_recovery, pair_accuracy, train_model
 
 STAGE = "lipsync_train"
-DEV_PAIRS = 1024
-OFFSET_SHIFTS = (-10, -5, 0, 5, 10)
-
-
-@dataclass
-class TrainOptions:
-    """The optimisation knobs of `params.lipsync`, checked once."""
-
-    steps: int = 300
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    margin: float = 1.5
-    alpha: float = 0.7
-    multiway_weight: float = 0.5
-    min_shift: int = 5
-    max_shift: int = 15
-    foreign: float = 0.25
-    seed: int = 0
-    device: str = "cpu"
-    augment: Augment = field(default_factory=Augment)
-
-    @classmethod
-    def from_params(cls, cfg: Mapping[str, Any]) -> TrainOptions:
-        def whole(key: str) -> int:
-            value = cfg.get(key, getattr(cls, key))
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"params.yaml: 'lipsync.{key}' must be a whole number >= 0, got {value!r}")
-            return value
-
-        def share(key: str) -> float:
-            value = cfg.get(key, getattr(cls, key))
-            if not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                raise ConfigError(f"params.yaml: 'lipsync.{key}' must be a number in [0, 1], got {value!r}")
-            return float(value)
-
-        options = cls(steps=whole("steps"), batch_size=whole("batch_size"),
-                      lr=float(positive(cfg.get("lr", cls.lr), "lipsync.lr")),
-                      weight_decay=float(cfg.get("weight_decay", cls.weight_decay)),
-                      margin=float(positive(cfg.get("margin", cls.margin), "lipsync.margin")),
-                      alpha=share("alpha"), multiway_weight=float(cfg.get("multiway_weight", cls.multiway_weight)),
-                      min_shift=whole("min_shift"), max_shift=whole("max_shift"), foreign=share("foreign"),
-                      seed=whole("seed"), device=resolve_device(cfg.get("device", "auto"), "lipsync.device"))
-        if options.batch_size < 2:
-            raise ConfigError(f"params.yaml: 'lipsync.batch_size' must be at least 2, got {options.batch_size}")
-        if not 1 <= options.min_shift <= options.max_shift:
-            raise ConfigError("params.yaml: 'lipsync.min_shift' and 'lipsync.max_shift' must satisfy "
-                              f"1 <= min_shift <= max_shift, got {options.min_shift}, {options.max_shift}")
-        augment = cfg.get("augment") or {}
-        unknown = set(augment) - {"flip", "shift", "scale", "noise", "reverse"}
-        if unknown:
-            raise ConfigError(f"params.yaml: unknown key(s) in 'lipsync.augment': {', '.join(sorted(unknown))}; "
-                              "allowed: flip, shift, scale, noise, reverse")
-        options.augment = Augment(**{k: float(v) for k, v in augment.items()})
-        return options
 
 
 def model_config(cfg: Mapping[str, Any]) -> LipSyncConfig:
@@ -125,89 +67,6 @@ def model_config(cfg: Mapping[str, Any]) -> LipSyncConfig:
         return LipSyncConfig.from_dict(dict(cfg.get("model") or {}))
     except (TypeError, ValueError) as error:
         raise ConfigError(f"params.yaml: 'lipsync.model': {error}") from error
-
-
-# ---------------------------------------------------------------------------------------------------
-# training
-
-
-def _tensor(array: np.ndarray, device: str) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
-
-
-def train_model(series: list[TrackSeries], mels: Mapping[str, np.ndarray], config: LipSyncConfig,
-                options: TrainOptions, model: LipSyncNet | None = None,
-                progress: Callable[[int, int], None] | None = None) -> tuple[LipSyncNet, dict[str, float]]:
-    """Train (or keep training) a LipSyncNet on positive series; returns it in eval mode and last-step stats."""
-    torch.manual_seed(options.seed)
-    model = (model or LipSyncNet(config)).to(options.device)
-    sampler = PairSampler(series, dict(mels), config.window, config.mels_per_frame, options.min_shift,
-                          options.max_shift, options.foreign, options.augment, options.seed)
-    if not len(sampler):
-        raise ConfigError("lipsync: no positive window to train on (positives must be at least "
-                          f"{config.window} frames long)")
-    optimiser = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=options.lr, total_steps=max(1, options.steps),
-                                                   pct_start=0.1)
-    stats: dict[str, float] = {}
-    model.train()
-    for step in range(options.steps):
-        batch = sampler.sample(options.batch_size)
-        video = model.encode_video(_tensor(batch.video, options.device))
-        audio_pos = model.encode_audio(_tensor(batch.audio_pos, options.device))
-        audio_neg = model.encode_audio(_tensor(batch.audio_neg, options.device))
-        d_pos = torch.linalg.vector_norm(video - audio_pos, dim=1)
-        d_neg = torch.linalg.vector_norm(video - audio_neg, dim=1)
-        loss, parts = sync_loss(d_pos, d_neg, options.margin, options.alpha)
-        if options.multiway_weight:
-            loss = loss + options.multiway_weight * batch_sync_ce(video, audio_pos, audio_neg)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        stats = {"loss": float(loss.detach()), "rank": float(parts["rank"]), "align": float(parts["align"]),
-                 "pair_accuracy": float((d_pos < d_neg).float().mean())}
-        if progress is not None and (step + 1) % 10 == 0:
-            progress(step + 1, options.steps)
-    return model.eval(), stats
-
-
-# ---------------------------------------------------------------------------------------------------
-# evaluation without labels
-
-
-@torch.no_grad()
-def pair_accuracy(model: LipSyncNet, series: list[TrackSeries], mels: Mapping[str, np.ndarray],
-                  options: TrainOptions, pairs: int = DEV_PAIRS) -> float | None:
-    """Share of (in-sync, out-of-sync) pairs where the in-sync audio is closer: the dev sync accuracy."""
-    cfg = model.config
-    sampler = PairSampler(series, dict(mels), cfg.window, cfg.mels_per_frame, options.min_shift, options.max_shift,
-                          options.foreign, None, seed=12345)
-    if not len(sampler):
-        return None
-    hits = 0
-    for start in range(0, pairs, 256):
-        batch = sampler.sample(min(256, pairs - start))
-        video = model.encode_video(_tensor(batch.video, options.device))
-        d_pos = torch.linalg.vector_norm(video - model.encode_audio(_tensor(batch.audio_pos, options.device)), dim=1)
-        d_neg = torch.linalg.vector_norm(video - model.encode_audio(_tensor(batch.audio_neg, options.device)), dim=1)
-        hits += int((d_pos < d_neg).sum())
-    return hits / pairs
-
-
-def offset_recovery(model: LipSyncNet, series: list[TrackSeries], mels: Mapping[str, np.ndarray],
-                    search: int = 12) -> float | None:
-    """Share of injected A/V shifts (+-0, 5, 10 frames) that the offset search finds within +-1 frame."""
-    found = []
-    for s in series:
-        if len(s.mouths) < 2 * search + 10:
-            continue
-        video = video_windows(model, s.mouths)
-        audio = audio_windows(model, mels[s.utt_id])
-        for shift in OFFSET_SHIFTS:
-            profile = sync_profile(video, audio, s.start + shift, search)
-            found.append(abs(profile.best_offset + shift) <= 1)
-    return float(np.mean(found)) if found else None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -426,7 +285,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
         "seconds": round(time.perf_counter() - started, 1),
     }
     metrics = {k: (round(v, 4) if isinstance(v, float) and math.isfinite(v) else v) for k, v in metrics.items()}
-    save_checkpoint(model.cpu(), paths.LIPSYNC_DIR, {"training": {k: v for k, v in cfg.items() if k != "model"},
+    save_lipsyncnet(model.cpu(), paths.LIPSYNC_DIR, {"training": {k: v for k, v in cfg.items() if k != "model"},
                                                       "metrics": metrics, "selection": selection})
     paths.LIPSYNC_METRICS.parent.mkdir(parents=True, exist_ok=True)
     paths.LIPSYNC_METRICS.write_text(json.dumps(metrics, indent=2, sort_keys=True))

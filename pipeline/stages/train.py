@@ -1,75 +1,66 @@
-"""`train@<model>`: fit one configured model per seed, selecting each on dev weighted F1.
+"""`train@<model>`: fit one configured model per seed (per fold with `folds:`), selecting each on dev weighted F1.
 
-Writes `artifacts/models/<model>/seed<k>/` (safetensors + config), `metrics/<model>/train.json`
-and per-epoch curves in `dvclive/<model>/` (one `seed<k>/` series per seed, for `dvc plots show`).
+Writes `artifacts/models/<model>/seed<k>/` (safetensors + config; `fold-<session>/seed<k>/` under
+leave-one-session-out), `metrics/<model>/train.json` and per-epoch curves in `dvclive/<model>/`
+(one `seed<k>/` series per seed, for `dvc plots show`).
 """
 
 from __future__ import annotations
 
-import sys
+import logging
+import shutil
 from typing import Any
 
 from pipeline import paths
+from pipeline.checkpoints import write_json
 from pipeline.runner import Runner
-from pipeline.training.metrics import aggregate_scores
-from pipeline.training.mrd import refinements, run_refinement
-from pipeline.training.trainer import ModelSpec, SeedResult, TrainConfig, train_model, write_json
+from pipeline.training.cache import TrainOutcome, train_model
+from pipeline.training.config import ModelSpec, TrainConfig
+from pipeline.training.protocols import Partition, protocol_for
+from pipeline.training.trainer import SeedResult
 
-PROTOCOL = "best epoch selected on dev weighted F1; test never seen during training; mean ± std (ddof=1) over seeds"
+log = logging.getLogger(__name__)
 
 
 def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[str, Any]:
-    if arg in refinements(params):  # a `refine` block (MRD): fine-tunes two trained models, not a model of its own
-        return run_refinement(params, runner, arg)
     spec = ModelSpec.from_params(params, arg)
     cfg = TrainConfig.for_model(params, spec.name)
     cfg.apply_threads()
-    if spec.folds is not None:  # e.g. leave-one-session-out: one model per fold
-        from pipeline.stages.loso import train_folds
-
-        return train_folds(runner, spec, cfg)
+    protocol = protocol_for(spec)
+    partitions = protocol.partitions()
+    model_dir = paths.MODELS_DIR / spec.name
+    shutil.rmtree(model_dir, ignore_errors=True)
     from dvclive import Live
 
     live = Live(dir=str(paths.DVCLIVE_DIR / spec.name), save_dvc_exp=False, dvcyaml=None)
-
-    def on_epoch(seed: int, record: dict[str, float]) -> None:
-        live.step = int(record["epoch"])
-        for name, value in record.items():  # train_loss, train_<loss term>, dev_<score>
-            if name != "epoch":
-                live.log_metric(f"seed{seed}/{name}", float(value))
-        runner.hook(f"train {spec.name} seed {seed}", completed=int(record["epoch"]), total=cfg.epochs)
-
-    def on_seed(result: SeedResult) -> None:
-        runner.hook(f"train {spec.name} seed {result.seed}", completed=cfg.epochs, total=cfg.epochs)
-        origin = "restored from cache" if result.cached else f"trained {result.epochs_run} epochs"
-        print(
-            f"[train@{spec.name}] seed {result.seed}: {origin}, best epoch {result.best_epoch}, "
-            f"dev weighted F1 {result.dev['weighted_f1']:.4f}",
-            file=sys.stderr,
-        )
-
+    trained: list[tuple[Partition, TrainOutcome]] = []
     try:
-        outcome = train_model(spec, cfg, on_epoch=on_epoch, on_seed=on_seed)
+        for partition in partitions:
+            where = f"{partition.dirname} " if partition.dirname else ""
+            curves = f"{partition.dirname}/" if partition.dirname else ""
+
+            def on_epoch(seed: int, record: dict[str, float], where: str = where, curves: str = curves) -> None:
+                live.step = int(record["epoch"])
+                for name, value in record.items():  # train_loss, train_<loss term>, dev_<score>
+                    if name != "epoch":
+                        live.log_metric(f"{curves}seed{seed}/{name}", float(value))
+                runner.hook(f"train {spec.name} {where}seed {seed}", completed=int(record["epoch"]), total=cfg.epochs)
+
+            def on_seed(result: SeedResult, where: str = where) -> None:
+                runner.hook(f"train {spec.name} {where}seed {result.seed}", completed=cfg.epochs, total=cfg.epochs)
+                origin = "restored from cache" if result.cached else f"trained {result.epochs_run} epochs"
+                log.info(
+                    f"[train@{spec.name}] {where}seed {result.seed}: {origin}, best epoch {result.best_epoch}, "
+                    f"dev weighted F1 {result.dev['weighted_f1']:.4f}"
+                )
+
+            outcome = train_model(
+                spec, cfg, on_epoch=on_epoch, on_seed=on_seed, out_dir=model_dir / partition.dirname,
+                fold=partition.fold,
+            )
+            trained.append((partition, outcome))
     finally:
         live.end()
-    per_seed = [r.summary() for r in outcome.results]
-    report = {
-        "model": spec.name,
-        "kind": spec.kind,
-        "inputs": list(spec.inputs),
-        "protocol": PROTOCOL,
-        "seeds": list(cfg.seeds),
-        "dev": aggregate_scores([r.dev for r in outcome.results]),
-        "per_seed": per_seed,
-        "restored_from_cache": [r.seed for r in outcome.results if r.cached],
-        "missing_features": outcome.data.missing,
-        "unlabeled_utterances": outcome.data.unlabeled,
-    }
+    report, summary = protocol.train_report(spec, cfg, trained)
     write_json(paths.METRICS_DIR / spec.name / "train.json", report)
-    return {
-        "model": spec.name,
-        "seeds": len(outcome.results),
-        "restored_from_cache": len(report["restored_from_cache"]),
-        "dev_weighted_f1": report["dev"]["weighted_f1"],
-        "missing_features": outcome.data.missing,
-    }
+    return summary

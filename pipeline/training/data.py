@@ -27,7 +27,6 @@ import torch
 
 from models.batch import IGNORE_INDEX, DialogueBatch
 from pipeline import paths
-from pipeline.config import ConfigError
 from pipeline.manifest import read_manifest
 from pipeline.tables import SEQUENCE_OVERFLOW, read_metadata, read_sequences, read_vectors
 
@@ -38,66 +37,6 @@ SEQUENCE_STATS_SUFFIX = ":sequence"
 def sequence_stats_key(key: str) -> str:
     """Where an input's sequence standardisation lives among the stats (next to its vector's)."""
     return f"{key}{SEQUENCE_STATS_SUFFIX}"
-
-
-@dataclass(frozen=True)
-class SequenceOptions:
-    """A model block's `sequence_inputs`, `max_sequence_length` and `sequence_overflow`, validated."""
-
-    inputs: tuple[str, ...] = ()
-    max_length: int | None = None
-    overflow: str = "truncate"
-    speaker_normalise: tuple[str, ...] = ()  # inputs centred per speaker within each dialogue
-
-    @classmethod
-    def from_block(
-        cls, block: Mapping[str, Any], name: str, inputs: Sequence[str], requires_sequences: bool = False
-    ) -> SequenceOptions:
-        """Fail by key on a bad value; `requires_sequences` (a model reading only sequences) needs all inputs listed."""
-        chosen = block.get("sequence_inputs") or []
-        names = isinstance(chosen, list) and all(isinstance(k, str) for k in chosen)
-        if not names or len(set(chosen)) != len(chosen):
-            raise ConfigError(
-                f"params.yaml: 'models.{name}.sequence_inputs' must be a list of distinct input keys, got {chosen!r}"
-            )
-        unknown = [k for k in chosen if k not in inputs]
-        if unknown:
-            raise ConfigError(
-                f"params.yaml: 'models.{name}.sequence_inputs' names {unknown}, "
-                f"which are not among its inputs {list(inputs)}"
-            )
-        if requires_sequences and set(chosen) != set(inputs):
-            raise ConfigError(
-                f"params.yaml: 'models.{name}' reads frame/token sequences only: 'sequence_inputs' must list every "
-                f"input {list(inputs)}, got {chosen}"
-            )
-        length = block.get("max_sequence_length")
-        if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length <= 0):
-            raise ConfigError(
-                f"params.yaml: 'models.{name}.max_sequence_length' must be a positive integer or null, got {length!r}"
-            )
-        overflow = block.get("sequence_overflow", "truncate")
-        if overflow not in SEQUENCE_OVERFLOW:
-            raise ConfigError(
-                f"params.yaml: 'models.{name}.sequence_overflow' is {overflow!r}; "
-                f"allowed values: {', '.join(SEQUENCE_OVERFLOW)}"
-            )
-        centred = block.get("speaker_normalise") or []
-        if not isinstance(centred, list) or any(k not in inputs for k in centred):
-            raise ConfigError(
-                f"params.yaml: 'models.{name}.speaker_normalise' must list some of its inputs {list(inputs)}, "
-                f"got {centred!r}"
-            )
-        return cls(tuple(chosen), length, overflow, tuple(centred))
-
-    def loader_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of `load_dialogue_data` for these options."""
-        return {
-            "sequence_inputs": self.inputs,
-            "max_sequence_length": self.max_length,
-            "sequence_overflow": self.overflow,
-            "speaker_normalise": self.speaker_normalise,
-        }
 
 
 @dataclass

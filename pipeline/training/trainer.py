@@ -1,214 +1,31 @@
-"""Fit a registered model once per seed: select on dev, never look at test, cache by content.
+"""Fit a registered dialogue model once per seed: select on dev weighted F1, never look at test.
 
 Per seed: seed everything, AdamW, gradient clipping, cross-entropy on labeled utterances plus the
 model's auxiliary losses weighted by `train.loss_weights`, early stopping on dev weighted F1, and the
-best-dev epoch's weights kept. Finished seeds live in `.cache/train/<key>/seed<k>/`, keyed by the
-full content hashes of the manifest and input feature files, the model and train params and the
-code fingerprint of this module, the model's module and every project module they import, so DVC
-rerunning a text-only model after an audio swap restores its checkpoints instead of retraining,
-and any edit to the code a model is trained with retrains it.
+best-dev epoch's weights kept; `pipeline.training.loop.fit` runs the epochs, `DialogueTask` says
+what one step of a dialogue model is. `pipeline.training.cache` decides which seeds need this.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import random
-import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from models.batch import IGNORE_INDEX, DialogueBatch, ModelOutput
-from models.registry import build_model, check_hyper_parameters, get_model_class
-from pipeline import paths
-from pipeline.cache import stable_hash
-from pipeline.code_fingerprint import code_fingerprint
-from pipeline.config import ConfigError, section
+from models.registry import build_model
 from pipeline.device import resolve_device
-from pipeline.file_hash import file_hash
-from pipeline.training.data import (
-    Dialogue,
-    DialogueData,
-    FeatureStats,
-    SequenceOptions,
-    iter_batches,
-    load_dialogue_data,
-)
+from pipeline.training.config import ModelSpec, TrainConfig
+from pipeline.training.data import Dialogue, DialogueData, iter_batches
+from pipeline.training.loop import EpochEnd, LoopOptions, Task, copy_state, fit
 from pipeline.training.metrics import classification_scores
-from pipeline.training.splits import Fold, FoldOptions
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-HISTORY_FILE = "history.json"
 SELECTION_SCORES = ("accuracy", "weighted_f1", "macro_f1")
 EpochCallback = Callable[[int, dict[str, float]], None]
-
-
-# ---------------------------------------------------------------- configuration
-
-
-def parse_loss_weights(value: Any, key: str) -> dict[str, float]:
-    """A `name -> weight >= 0` mapping (null = empty), failing by the params key otherwise."""
-    value = value or {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"params.yaml: '{key}' must map loss names to weights, got {value!r}")
-    for name, weight in value.items():
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-            raise ConfigError(f"params.yaml: '{key}.{name}' must be a number >= 0, got {weight!r}")
-    return {str(k): float(v) for k, v in value.items()}
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The shared `train:` block, validated once so a bad value fails before any data is read."""
-
-    seeds: tuple[int, ...]
-    epochs: int
-    patience: int
-    batch_dialogues: int
-    lr: float
-    weight_decay: float
-    grad_clip: float | None
-    device: str
-    amp: bool = False
-    loss_weights: dict[str, float] = field(default_factory=dict)
-    threads: int | None = None  # torch CPU threads; small dialogue models run fastest on one
-
-    @classmethod
-    def for_model(cls, params: Mapping[str, Any], name: str) -> TrainConfig:
-        """The shared `train:` block with the model's own `models.<name>.train:` overrides on top
-        (e.g. a learning rate that suits one architecture), validated under the key a user edits."""
-        shared = dict(section(params, "train"))
-        block = (params.get("models") or {}).get(name) or {}
-        overrides = block.get("train") or {}
-        if not isinstance(overrides, Mapping):
-            raise ConfigError(f"params.yaml: 'models.{name}.train' must be a mapping of train keys, got {overrides!r}")
-        unknown = sorted(set(overrides) - set(shared) - {"threads", "amp", "loss_weights"})
-        if unknown:
-            raise ConfigError(f"params.yaml: 'models.{name}.train' has unknown key(s) {unknown}; "
-                              f"allowed: {', '.join(sorted(shared))}")
-        return cls.from_params({**shared, **overrides}, f"models.{name}.train" if overrides else "train")
-
-    @classmethod
-    def from_params(cls, train: Mapping[str, Any], prefix: str = "train") -> TrainConfig:
-        def whole(key: str) -> int:
-            value = train.get(key)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"params.yaml: '{prefix}.{key}' must be a positive integer, got {value!r}")
-            return value
-
-        def number(key: str, minimum: float, allow_equal: bool) -> float:
-            value = train.get(key)
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not ok or value < minimum or (value == minimum and not allow_equal):
-                bound = ">=" if allow_equal else ">"
-                raise ConfigError(f"params.yaml: '{prefix}.{key}' must be a number {bound} {minimum}, got {value!r}")
-            return float(value)
-
-        seeds = train.get("seeds")
-        if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
-            raise ConfigError(f"params.yaml: '{prefix}.seeds' must be a non-empty list of integers >= 0, got {seeds!r}")
-        if len(set(seeds)) != len(seeds):
-            raise ConfigError(f"params.yaml: '{prefix}.seeds' lists a seed twice: {seeds!r}")
-        clip = train.get("grad_clip")
-        grad_clip = None if clip in (None, 0) else number("grad_clip", 0.0, allow_equal=False)
-        amp = train.get("amp", False)
-        if not isinstance(amp, bool):
-            raise ConfigError(f"params.yaml: '{prefix}.amp' must be true or false, got {amp!r}")
-        weights = parse_loss_weights(train.get("loss_weights"), f"{prefix}.loss_weights")
-        device = str(train.get("device", "auto"))
-        resolve_device(device, f"{prefix}.device")  # fail now, not after the data is loaded
-        return cls(
-            seeds=tuple(seeds),
-            epochs=whole("epochs"),
-            patience=whole("patience"),
-            batch_dialogues=whole("batch_dialogues"),
-            lr=number("lr", 0.0, allow_equal=False),
-            weight_decay=number("weight_decay", 0.0, allow_equal=True),
-            grad_clip=grad_clip,
-            device=device,
-            amp=amp,
-            loss_weights=weights,
-            threads=None if train.get("threads") is None else whole("threads"),
-        )
-
-    def apply_threads(self) -> None:
-        if self.threads:
-            torch.set_num_threads(self.threads)
-
-    def cache_identity(self) -> dict[str, Any]:
-        """What a seed's result depends on (the seed list itself does not: adding a seed trains one)."""
-        identity = asdict(self)
-        identity.pop("seeds")
-        identity.pop("threads")
-        return identity
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One `models.<name>` block: registry kind, input feature keys, and the whole block.
-
-    `loss_weights` (the block's optional `loss_weights`) override `train.loss_weights` for this model.
-    """
-
-    name: str
-    kind: str
-    inputs: tuple[str, ...]
-    params: dict[str, Any]
-    loss_weights: dict[str, float] = field(default_factory=dict)
-    sequences: SequenceOptions = field(default_factory=SequenceOptions)  # inputs read as frame/token sequences
-    folds: FoldOptions | None = None  # None: the manifest's split; else e.g. leave-one-session-out
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any], name: str | None) -> ModelSpec:
-        configured = section(params, "models")
-        if not isinstance(configured, Mapping) or not configured:
-            raise ConfigError("params.yaml: 'models' must map model names to their blocks")
-        if name not in configured:
-            raise ConfigError(
-                f"params.yaml: 'models' has no model {name!r}; configured models: {', '.join(map(str, configured))}"
-            )
-        block = configured[name]
-        if not isinstance(block, Mapping):
-            raise ConfigError(f"params.yaml: 'models.{name}' must be a mapping")
-        kind = block.get("kind")
-        try:
-            get_model_class(str(kind))
-        except ValueError as error:
-            raise ConfigError(f"params.yaml: 'models.{name}.kind' is {kind!r}: {error}") from None
-        inputs = block.get("inputs")
-        if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) and i for i in inputs):
-            raise ConfigError(
-                f"params.yaml: 'models.{name}.inputs' must be a non-empty list of feature keys, got {inputs!r}"
-            )
-        if len(set(inputs)) != len(inputs):
-            raise ConfigError(f"params.yaml: 'models.{name}.inputs' lists a feature twice: {inputs!r}")
-        try:
-            check_hyper_parameters(str(kind), block)
-        except ValueError as error:
-            raise ConfigError(f"params.yaml: 'models.{name}': {error}") from None
-        loss_weights = parse_loss_weights(block.get("loss_weights"), f"models.{name}.loss_weights")
-        requires_sequences = bool(getattr(get_model_class(str(kind)), "requires_sequences", False))
-        return cls(
-            name=str(name),
-            kind=str(kind),
-            inputs=tuple(inputs),
-            params=dict(block),
-            loss_weights=loss_weights,
-            sequences=SequenceOptions.from_block(block, str(name), inputs, requires_sequences),
-            folds=FoldOptions.from_block(block, str(name)),
-        )
-
-
-# ---------------------------------------------------------------- one seed
 
 
 @dataclass
@@ -225,26 +42,6 @@ class SeedResult:
 
     def summary(self) -> dict[str, Any]:
         return {"seed": self.seed, "best_epoch": self.best_epoch, "epochs_run": self.epochs_run, "dev": self.dev}
-
-
-@contextmanager
-def deterministic_on_cpu(device: str) -> Iterator[None]:
-    """Deterministic kernels while training on the CPU, so a seed reruns bit for bit; restored afterwards."""
-    if torch.device(device).type != "cpu":
-        yield
-        return
-    was_deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(was_deterministic)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def effective_loss_weights(model: nn.Module, spec: ModelSpec, cfg: TrainConfig) -> dict[str, float]:
@@ -313,13 +110,6 @@ def score_split(
     return classification_scores(truth[labeled], predicted[labeled], data.labels)
 
 
-def _autocast(device: str, enabled: bool):
-    if not enabled:
-        return nullcontext()
-    kind = torch.device(device).type
-    return torch.autocast(kind, dtype=torch.float16 if kind == "cuda" else torch.bfloat16)
-
-
 def train_batch_source(
     data: DialogueData, batch_dialogues: int, device: str, seed: int
 ) -> Callable[[], Iterator[DialogueBatch]]:
@@ -338,6 +128,53 @@ def train_batch_source(
     return batches
 
 
+class DialogueTask(Task):
+    """One seed of one dialogue model: shuffled train batches, cross-entropy + weighted auxiliary
+    losses, dev scores after every epoch. Built right after seeding, so initial weights follow the seed."""
+
+    roles = ("model",)
+
+    def __init__(self, spec: ModelSpec, data: DialogueData, cfg: TrainConfig, seed: int, device: str) -> None:
+        self.data, self.cfg, self.device = data, cfg, device
+        self.model = build_model(spec.kind, spec.params, data.input_dims, len(data.labels)).to(device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.loss_weights = effective_loss_weights(self.model, spec, cfg)
+        self.rng = np.random.default_rng(seed)
+        self.model_hook = getattr(self.model, "begin_epoch", None)
+        self.train_source = train_batch_source(data, cfg.batch_dialogues, device, seed)
+
+    def optimizers(self) -> Sequence[torch.optim.Optimizer]:
+        return (self.optimizer,)
+
+    def clip_groups(self) -> Sequence[Sequence[torch.Tensor]]:
+        return (list(self.model.parameters()),)
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.model.train()
+        if callable(self.model_hook):  # optional model hook: train-split statistics, pre-training phases
+            self.model_hook(epoch, self.train_source)
+
+    def batches(self, epoch: int) -> Iterator[DialogueBatch]:
+        for batch in iter_batches(self.data.split("train"), self.data.inputs, self.cfg.batch_dialogues, self.rng):
+            yield batch.to(self.device)
+
+    def forward(self, batch: DialogueBatch) -> ModelOutput:
+        return self.model(batch)
+
+    def objectives(self, batch: DialogueBatch, output: ModelOutput) -> tuple[torch.Tensor, dict[str, float]]:
+        return total_loss(output, batch.labels, self.loss_weights)
+
+    def end_epoch(self, epoch: int, means: dict[str, float]) -> EpochEnd:
+        dev = score_split(self.model, self.data, "dev", self.cfg.batch_dialogues, self.device)
+        record: dict[str, Any] = {"epoch": epoch, "train_loss": means.pop("loss")}
+        record.update({f"train_{name}": value for name, value in means.items()})
+        record.update({f"dev_{name}": dev[name] for name in SELECTION_SCORES})
+        return EpochEnd(record, {"model": {name: dev[name] for name in SELECTION_SCORES}})
+
+    def state(self, role: str) -> dict[str, torch.Tensor]:
+        return copy_state(self.model)
+
+
 def fit_seed(
     spec: ModelSpec, data: DialogueData, cfg: TrainConfig, seed: int, on_epoch: EpochCallback | None = None
 ) -> SeedResult:
@@ -347,227 +184,11 @@ def fit_seed(
     if not data.split("dev"):
         raise ValueError("no dev dialogues in the manifest: model selection needs a dev split")
     device = resolve_device(cfg.device, "train.device")
-    on_cpu = torch.device(device).type == "cpu"
-    with deterministic_on_cpu(device):
-        seed_everything(seed)
-        model = build_model(spec.kind, spec.params, data.input_dims, len(data.labels)).to(device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        loss_weights = effective_loss_weights(model, spec, cfg)
-        scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and not on_cpu)
-        rng = np.random.default_rng(seed)
-        history: list[dict[str, float]] = []
-        best_f1, best_epoch, best_state, best_dev, waited = -1.0, 0, None, {}, 0
-        begin_epoch = getattr(model, "begin_epoch", None)
-        train_source = train_batch_source(data, cfg.batch_dialogues, device, seed)
-        for epoch in range(1, cfg.epochs + 1):
-            model.train()
-            if callable(begin_epoch):  # optional model hook: train-split statistics, pre-training phases
-                begin_epoch(epoch, train_source)
-            sums: dict[str, float] = {}
-            batches = 0
-            for batch in iter_batches(data.split("train"), data.inputs, cfg.batch_dialogues, rng):
-                batch = batch.to(device)
-                with _autocast(device, cfg.amp):
-                    output = model(batch)
-                loss, parts = total_loss(output, batch.labels, loss_weights)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"training loss became {float(loss)} (seed {seed}, epoch {epoch}); "
-                        "lower train.lr or check the features"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if cfg.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                parts["loss"] = float(loss.detach())
-                for name, value in parts.items():
-                    sums[name] = sums.get(name, 0.0) + value
-                batches += 1
-            dev = score_split(model, data, "dev", cfg.batch_dialogues, device)
-            record = {"epoch": epoch, "train_loss": sums.pop("loss") / batches}
-            record.update({f"train_{name}": value / batches for name, value in sums.items()})
-            record.update({f"dev_{name}": dev[name] for name in SELECTION_SCORES})
-            history.append(record)
-            if on_epoch is not None:
-                on_epoch(seed, record)
-            if dev["weighted_f1"] > best_f1:
-                best_f1, best_epoch, waited = dev["weighted_f1"], epoch, 0
-                best_dev = {name: dev[name] for name in SELECTION_SCORES}
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            else:
-                waited += 1
-                if waited >= cfg.patience:
-                    break
-    return SeedResult(seed, best_epoch, len(history), best_dev, history, best_state or {})
-
-
-# ---------------------------------------------------------------- checkpoints
-
-
-def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2))
-    os.replace(tmp, path)
-
-
-def write_json(path: str | Path, value: Any) -> Path:
-    """Write JSON atomically, creating the folder (metrics files are read by `dvc metrics show`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_json(path, value)
-    return path
-
-
-def save_checkpoint(directory: Path, result: SeedResult, config: Mapping[str, Any]) -> None:
-    """Write `model.safetensors` (no pickle), `config.json` and `history.json` into a fresh folder, atomically."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    state = {k: v.contiguous() for k, v in result.state.items()}
-    save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
-    _write_json(tmp / CONFIG_FILE, {**config, "seed": result.seed, **result.summary()})
-    _write_json(tmp / HISTORY_FILE, result.history)
-    shutil.rmtree(directory, ignore_errors=True)
-    os.replace(tmp, directory)
-
-
-def read_checkpoint_config(directory: str | Path) -> dict[str, Any]:
-    path = Path(directory) / CONFIG_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: train the model first (dvc repro train@<model>)")
-    return json.loads(path.read_text())
-
-
-def load_checkpoint(directory: str | Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a trained model from its folder: the config names kind, params and input dims."""
-    config = read_checkpoint_config(directory)
-    input_dims = {key: int(config["input_dims"][key]) for key in config["inputs"]}  # inputs fix the fusion order
-    model = build_model(config["kind"], config["model_params"], input_dims, len(config["labels"]))
-    model.load_state_dict(load_file(str(Path(directory) / WEIGHTS_FILE), device="cpu"))
-    return model.to(device).eval(), config
-
-
-def feature_stats(config: Mapping[str, Any]) -> dict[str, FeatureStats]:
-    """The train-split standardisation stored in a checkpoint config."""
-    return {key: FeatureStats.from_json(value) for key, value in config["feature_stats"].items()}
-
-
-def _load_seed_result(directory: Path) -> SeedResult | None:
-    try:
-        config = read_checkpoint_config(directory)
-        history = json.loads((directory / HISTORY_FILE).read_text())
-        if not (directory / WEIGHTS_FILE).exists():
-            return None
-    except (OSError, ValueError):
-        return None
-    return SeedResult(
-        config["seed"], config["best_epoch"], config["epochs_run"], config["dev"], history, {}, cached=True
+    options = LoopOptions(
+        epochs=cfg.epochs, device=device, seed=seed, deterministic=True, grad_clip=cfg.grad_clip, amp=cfg.amp,
+        patience=cfg.patience, where=f"seed {seed}", hint="lower train.lr or check the features",
     )
-
-
-# ---------------------------------------------------------------- all seeds, with the content cache
-
-
-def code_version(kind: str) -> str:
-    """Fingerprint of the code a trained model depends on: this module and the model's module (the
-    registry imports it by name), with every project module either imports."""
-    return code_fingerprint(__name__, get_model_class(kind).__module__)
-
-
-def feature_fingerprints(inputs: Sequence[str]) -> dict[str, str]:
-    """Full content hash of each input feature file."""
-    return {key: file_hash(paths.features_path(key)) for key in inputs}
-
-
-def cache_key(spec: ModelSpec, cfg: TrainConfig, fingerprints: Mapping[str, str], fold: Fold | None = None) -> str:
-    """Content key of a model's training run: manifest, its own input files, params and code (and fold)."""
-    identity = {
-        "manifest": file_hash(paths.MANIFEST),
-        "features": dict(fingerprints),
-        "model": {"name": spec.name, **spec.params},
-        "train": cfg.cache_identity(),
-        "code": code_version(spec.kind),
-    }
-    if fold is not None:
-        identity["fold"] = fold.identity()
-    return stable_hash(identity, 24)
-
-
-@dataclass
-class TrainOutcome:
-    spec: ModelSpec
-    data: DialogueData
-    results: list[SeedResult]
-    cache_dir: Path | None
-
-
-def checkpoint_config(spec: ModelSpec, cfg: TrainConfig, data: DialogueData, fingerprints: Mapping[str, str]) -> dict:
-    """Everything needed to rebuild, check and explain a checkpoint, next to its weights."""
-    return {
-        "model": spec.name,
-        "kind": spec.kind,
-        "model_params": spec.params,
-        "inputs": list(spec.inputs),
-        "input_dims": data.input_dims,
-        "labels": data.labels,
-        "feature_stats": {k: s.to_json() for k, s in data.stats.items()},
-        "features": {
-            k: {"fingerprint": fingerprints[k], "metadata": data.feature_meta.get(k, {})} for k in spec.inputs
-        },
-        "train": cfg.cache_identity(),
-        "code_version": code_version(spec.kind),
-        "selection": "best epoch by dev weighted F1",
-    }
-
-
-def train_model(
-    spec: ModelSpec,
-    cfg: TrainConfig,
-    on_epoch: EpochCallback | None = None,
-    on_seed: Callable[[SeedResult], None] | None = None,
-    use_cache: bool = True,
-    cache_root: Path | None = None,
-    out_dir: Path | None = None,
-    fold: Fold | None = None,
-) -> TrainOutcome:
-    """Train (or restore from the content cache) every seed and write `artifacts/models/<name>/seed<k>/`.
-
-    A restored seed replays its stored learning curve through `on_epoch`, so logs look the same
-    whether a seed was trained now or before. With a `fold`, its splits replace the manifest's.
-    """
-    fingerprints = feature_fingerprints(spec.inputs)
-    split_of = fold.split_of if fold is not None else None
-    data = load_dialogue_data(spec.inputs, split_of=split_of, **spec.sequences.loader_kwargs())
-    config = checkpoint_config(spec, cfg, data, fingerprints)
-    if fold is not None:
-        config["fold"] = fold.identity()
-    key = cache_key(spec, cfg, fingerprints, fold)
-    cache_dir = (cache_root or paths.CACHE_DIR / "train") / key if use_cache else None
-    out_dir = out_dir or paths.MODELS_DIR / spec.name
-    shutil.rmtree(out_dir, ignore_errors=True)
-    results = []
-    for seed in cfg.seeds:
-        seed_dir = out_dir / f"seed{seed}"
-        cached = _load_seed_result(cache_dir / f"seed{seed}") if cache_dir is not None else None
-        if cached is not None:
-            if on_epoch is not None:
-                for record in cached.history:
-                    on_epoch(seed, record)
-            shutil.copytree(cache_dir / f"seed{seed}", seed_dir)
-            result = cached
-        else:
-            result = fit_seed(spec, data, cfg, seed, on_epoch)
-            if cache_dir is not None:
-                save_checkpoint(cache_dir / f"seed{seed}", result, config)
-            save_checkpoint(seed_dir, result, config)
-            result.state = {}  # written; do not hold every seed's weights in memory
-        results.append(result)
-        if on_seed is not None:
-            on_seed(result)
-    return TrainOutcome(spec, data, results, cache_dir)
-
+    fitted = fit(lambda: DialogueTask(spec, data, cfg, seed, device), options,
+                 on_epoch=None if on_epoch is None else lambda record: on_epoch(seed, record))
+    best = fitted.best["model"]
+    return SeedResult(seed, best.epoch, len(fitted.history), best.scores, fitted.history, best.state or {})
