@@ -1,25 +1,46 @@
 """Extractor registry keyed by the `name` in `params.yaml` (`features.<key>.name`).
 
-Modules are imported on first use so building the audio extractor never pays for transformers.
-Adding an extractor is one class plus one line here.
+Adding an extractor is one file in this folder: a class with a class-level `name = "<name>"` is
+found by reading the sources (no import), so building the audio extractor never pays for
+transformers; the module is imported on first use.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from extractors.base import MODALITIES, Extractor, ExtractorConfigError
 
-EXTRACTORS: dict[str, str] = {
-    "minilm": "extractors.text_minilm:MiniLMExtractor",
-    "roberta": "extractors.text_transformer:RobertaExtractor",
-    "wav2vec2": "extractors.audio_wav2vec2:Wav2Vec2Extractor",
-    "timesformer": "extractors.visual_timesformer:TimesformerExtractor",
-    "opensmile": "extractors.audio_opensmile:OpenSmileExtractor",
-    "densenet": "extractors.visual_densenet:DenseNetExtractor",
-}
+
+def _declared_names(path: Path) -> dict[str, str]:
+    """`name -> "module:Class"` for each class in `path` that assigns a string to `name` in its body."""
+    found = {}
+    for node in ast.parse(path.read_text()).body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for statement in node.body:
+            if (isinstance(statement, ast.Assign) and len(statement.targets) == 1
+                    and isinstance(statement.targets[0], ast.Name) and statement.targets[0].id == "name"
+                    and isinstance(statement.value, ast.Constant) and isinstance(statement.value.value, str)):
+                found[statement.value.value] = f"extractors.{path.stem}:{node.name}"
+    return found
+
+
+def _discover() -> dict[str, str]:
+    registry: dict[str, str] = {}
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        for name, target in _declared_names(path).items():
+            if name in registry:
+                raise RuntimeError(f"extractor name {name!r} is declared twice: {registry[name]} and {target}")
+            registry[name] = target
+    return registry
+
+
+EXTRACTORS: dict[str, str] = dict(sorted(_discover().items()))
 
 
 def extractor_class(name: Any) -> type[Extractor]:

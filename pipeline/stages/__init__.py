@@ -1,30 +1,21 @@
-"""Stage registry: `python -m pipeline <stage> [arg]` runs `STAGES[stage]`.
+"""Stage registry: `python -m pipeline <stage> [arg]` runs `pipeline/stages/<stage>.py`'s `run`.
 
-Each stage module exposes `run(params, runner, arg) -> dict` (a JSON-able summary). Modules are
+Every module in this folder is a stage named after its file, exposing `run(params, runner, arg) -> dict`
+(a JSON-able summary): adding a stage is one file here plus its entry in `dvc.yaml`. Modules are
 imported lazily so `python -m pipeline cut` does not pay for torch or transformers.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable
 from typing import Any
 
 from pipeline.config import ConfigError
 
-STAGE_MODULES = {
-    "prepare": "pipeline.stages.prepare",
-    "cut": "pipeline.stages.cut",
-    "faces": "pipeline.stages.faces",
-    "speaker": "pipeline.stages.speaker",
-    "lipsync_train": "pipeline.stages.lipsync_train",
-    "features": "pipeline.stages.features",
-    "finetune_text": "pipeline.stages.finetune_text",
-    "train": "pipeline.stages.train",
-    "evaluate": "pipeline.stages.evaluate",
-    "refine": "pipeline.stages.refine",
-    "failures": "pipeline.stages.failures",
-}
+STAGE_MODULES = {info.name: f"{__name__}.{info.name}" for info in sorted(
+    pkgutil.iter_modules(__path__), key=lambda info: info.name) if not info.name.startswith("_")}
 
 StageFn = Callable[..., dict[str, Any]]
 
