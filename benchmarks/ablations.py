@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.workspace import prepare_workspace, run_measured, write_params  # noqa: E402
+from benchmarks.workspace import prepare_workspace, run_measured, stages_run, write_params  # noqa: E402
 
 FAMILIES = ("kd_hierfusion", "mrd", "drkf", "cmath", "lfvd")
 INPUTS = ["text", "audio", "visual"]
@@ -158,11 +158,6 @@ def variants(family: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
                 entry["block"] = merge(base, row["edit"])
         out.append(entry)
     return out
-
-
-def stages_run(output: str) -> list[str]:
-    """The stages a `dvc repro` / `dvc exp run` actually ran, from its 'Running stage' lines."""
-    return sorted({line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")})
 
 
 def run_variant(workdir: Path, variant: Mapping[str, Any], log) -> dict[str, Any]:

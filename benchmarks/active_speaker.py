@@ -43,11 +43,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
+from benchmarks.workspace import apply_overrides  # noqa: E402
 from pipeline.config import load_params  # noqa: E402
 from pipeline.datasets.demo.video import encode_mp4  # noqa: E402
 from pipeline.hooks import silent_hook  # noqa: E402
@@ -373,16 +373,6 @@ def run_corpus(name: str, corpus: Corpus, params: dict[str, Any], args: argparse
 # ---------------------------------------------------------------------------------------------------
 
 
-def _apply_sets(params: dict[str, Any], sets: list[str]) -> None:
-    for item in sets:
-        key, _, value = item.partition("=")
-        node = params
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
-
-
 def _fmt(cell: dict[str, Any], key: str) -> str:
     if f"{key}_face_accuracy" not in cell:
         return "-"
@@ -463,7 +453,7 @@ def main() -> None:
     os.environ.setdefault("PIPELINE_ORCHESTRATOR", "plain")
     started = time.perf_counter()
     params = load_params(PROJECT / "params.yaml")
-    _apply_sets(params, args.sets)
+    apply_overrides(params, args.sets)
     params["run"]["max_failure_ratio"] = 1.0
     # provenance as of the start: the tree may change while a long run goes on
     origin = provenance({"lipsync": params["lipsync"], "speaker": params["speaker"], "faces": params["faces"]},

@@ -41,8 +41,13 @@ import yaml
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))  # before this folder, whose pipeline.py would shadow the package
 
-from benchmarks.ablations import stages_run  # noqa: E402
-from benchmarks.workspace import apply_overrides, prepare_workspace, run_measured, write_params  # noqa: E402
+from benchmarks.workspace import (  # noqa: E402
+    apply_overrides,
+    prepare_workspace,
+    run_measured,
+    stages_run,
+    write_params,
+)
 from pipeline.manifest import read_manifest  # noqa: E402
 from pipeline.provenance import KEYS, file_inputs, provenance  # noqa: E402
 from pipeline.training.metrics import aggregate_scores, classification_scores  # noqa: E402

@@ -27,7 +27,7 @@ from typing import Any
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from benchmarks.workspace import prepare_workspace, run_measured, write_params  # noqa: E402
+from benchmarks.workspace import prepare_workspace, run_measured, stages_run, write_params  # noqa: E402
 from pipeline.provenance import provenance  # noqa: E402
 
 DEFAULT_METHODS = ["auto", "lipsyncnet", "mouth_motion", "fused", "largest_face", "first_face"]
@@ -79,7 +79,7 @@ def main() -> int:
         edited = {**params, "speaker": {**params["speaker"], "method": method}}
         write_params(workdir, edited, f"speaker.method={method}")
         seconds, _, output, _ = run_measured(["dvc", "repro", f"evaluate@{options.model}"], workdir)
-        reran = sorted(set(line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")))
+        reran = stages_run(output)
         row = {"method": method, **speaker_agreement(workdir), **model_scores(workdir, options.model),
                "seconds": round(seconds, 1), "stages_run": reran}
         rows.append(row)

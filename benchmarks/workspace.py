@@ -92,6 +92,11 @@ def stage_order(workdir: Path) -> list[str]:
     return [line for line in out.stdout.splitlines() if line.strip()]
 
 
+def stages_run(output: str) -> list[str]:
+    """The stages a `dvc repro` / `dvc exp run` actually ran, from its 'Running stage' lines."""
+    return sorted({line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")})
+
+
 class Measured(NamedTuple):
     seconds: float
     peak_rss_mib: float  # summed over the command's process tree
