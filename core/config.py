@@ -21,9 +21,9 @@ are hashed into cache keys and recorded in output files. Rules of `setting(...)`
   field existed stay valid.
 
 A field whose annotation is a dataclass is a nested block, parsed the same way under
-`<path>.<field>`: given, it must be a mapping; left out, it takes its default (`Block | None = None`
-for an optional one). `keys_block` declares a block by its keys alone, for blocks whose values the
-code that reads them still checks itself.
+`<path>.<field>`: given, it must be a mapping (or null, where the annotation admits None); left
+out, it takes its default (`Block | None = None` for an optional one). `keys_block` declares a
+block by its keys alone, for blocks whose values the code that reads them still checks itself.
 
 Cross-field rules go in the dataclass's `__post_init__`, raising `ConfigError.at(field, detail)`
 with the field's own name; `parse_block` adds the block's path. This module imports nothing from
@@ -124,7 +124,7 @@ def parse_block(cls: type[T], block: Any, where: str = "") -> T:
         kind = hints[spec.name]
         nested = _nested_block(kind)
         if nested is not None:
-            values[spec.name] = parse_block(nested, value, path)
+            values[spec.name] = None if value is None and _nullable(kind) else parse_block(nested, value, path)
             continue
         detail = problem(value, kind, spec.metadata)
         if detail is not None:

@@ -30,6 +30,15 @@ def check_device(value: object) -> str:
     raise DeviceError(f"is {value!r}; allowed values: {', '.join(DEVICE_CHOICES)}")
 
 
+def device_problem(value: object) -> str | None:
+    """What is wrong with `value` as a device name (None when it names one): a `setting(check=...)`."""
+    try:
+        check_device(value)
+    except DeviceError as error:
+        return error.reason
+    return None
+
+
 def resolve_device(value: object = "auto", *, auto_mps: bool = False) -> str:
     """The torch device for `value` (empty means `auto`); raises DeviceError for a missing one."""
     import torch

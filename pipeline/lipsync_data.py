@@ -9,12 +9,15 @@ not identity) and, less often, audio from another utterance.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from core.config import setting
 
 
 def timeline(times: np.ndarray, fps: float) -> tuple[int, np.ndarray]:
@@ -64,11 +67,15 @@ def split_by_dialogue(dialogues: Sequence[str], dev_fraction: float, seed: int) 
 class Augment:
     """Label-preserving changes to a mouth window: what differs between faces, never between times."""
 
-    flip: float = 0.5  # probability of a horizontal mirror
-    shift: float = 0.08  # translation, fraction of the crop side
-    scale: float = 0.1  # zoom in or out by up to this fraction
-    noise: float = 0.03  # pixel noise std (crops in [0, 1])
-    reverse: float = 0.0  # probability of playing mouths and audio backwards together
+    flip: float = setting(0.5, min=0, max=1)  # probability of a horizontal mirror
+    shift: float = setting(0.08, min=0)  # translation, fraction of the crop side
+    scale: float = setting(0.1, min=0, below=1)  # zoom in or out by up to this fraction
+    noise: float = setting(0.03, min=0)  # pixel noise std (crops in [0, 1])
+    reverse: float = setting(0.0, min=0, max=1)  # probability of playing mouths and audio backwards together
+
+    def __post_init__(self) -> None:
+        for spec in dataclasses.fields(self):
+            setattr(self, spec.name, float(getattr(self, spec.name)))
 
     def apply(self, window: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """[T, h, w] float32 in [0, 1] -> the same window, one random transform for all frames."""

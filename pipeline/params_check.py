@@ -5,11 +5,8 @@ would only fail once the stage runs. `check_params` parses the whole file with `
 against `BLOCKS` (the dataclass each block is declared by, found where the code that reads the block
 lives) and hands the open-ended blocks to the registries that own them: each `features.<key>` to its
 extractor's `Config`, each `models.<name>` to its model class's constructor (plus the wiring keys every
-model shares), the `lipsync.model` overrides to `LipSyncConfig`. Checks that depend on the machine
-(is a CUDA device there, does a file exist) stay with the stage that uses the value.
-
-Blocks whose values their stages still check by hand (`lipsync`, `finetune_text`, `train`) are declared
-here by their keys alone (`keys_block`), so an unknown key in them fails at once too.
+model shares). Checks that depend on the machine (is a CUDA device there, does a file exist) stay with
+the stage that uses the value.
 
 Under DVC it also checks that `dvc.yaml` still matches `params.yaml` where one follows from the other
 (each model stage's feature files, the speaker stage's LipSyncNet dependency: `pipeline.dag`), so a
@@ -27,31 +24,19 @@ from typing import Any
 from core.config import keys_block, parse_block
 from pipeline.config import ConfigError
 
-LipSyncKeys = keys_block("LipSyncKeys", [
-    "device", "seed", "splits", "dev_fraction", "max_utterances", "min_coverage", "bootstrap_margin", "rounds",
-    "denoise_fraction", "relabel_margin", "steps", "batch_size", "lr", "weight_decay", "margin", "alpha",
-    "multiway_weight", "min_shift", "max_shift", "foreign",
-    ("augment", keys_block("LipSyncAugmentKeys", ["flip", "shift", "scale", "noise", "reverse"])),
-    "score", "max_offset", "search_offset", "model",
-])
-FinetuneKeys = keys_block("FinetuneKeys", ["encoder", "epochs", "lr", "weight_decay", "warmup", "batch_size",
-                                           "grad_clip", "seed", "device"])
-TrainKeys = keys_block("TrainKeys", ["seeds", "epochs", "patience", "batch_dialogues", "lr", "weight_decay",
-                                     "grad_clip", "device", "amp", "threads", "loss_weights"])
-
 # Top-level key -> the class declaring the block ("module:Class", imported when checking); None: open-ended,
 # checked below or by its owner.
 BLOCKS: dict[str, str | type | None] = {
     "dataset": "pipeline.datasets:DatasetConfig",
     "cut": "pipeline.stages.cut:CutConfig",
     "faces": "pipeline.stages.faces:FacesConfig",
-    "lipsync": LipSyncKeys,
+    "lipsync": "pipeline.lipsync_settings:LipSyncSettings",
     "speaker": "pipeline.stages.speaker:SpeakerConfig",
     "features": None,  # per extractor, below
-    "finetune_text": FinetuneKeys,
+    "finetune_text": "pipeline.stages.finetune_text:FinetuneConfig",
     "models": None,  # per model kind, below
     "refine": None,  # per procedure: checked by its spec (pipeline.training.mrd)
-    "train": TrainKeys,
+    "train": "pipeline.training.config:TrainConfig",
     "run": "pipeline.runner:RunConfig",
 }
 
@@ -99,16 +84,6 @@ def _check_models(models: Any) -> None:
             raise ConfigError(f"params.yaml: 'models.{name}': {error}") from error
 
 
-def _check_lipsync_model(lipsync: Any) -> None:
-    from models.lipsyncnet import LipSyncConfig
-
-    overrides = (lipsync or {}).get("model") or {}
-    try:
-        LipSyncConfig.from_dict(dict(overrides))
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"params.yaml: 'lipsync.model': {error}") from error
-
-
 def check_params(params: Mapping[str, Any], dvc_yaml: Path | None = None, stage: str | None = None) -> list[str]:
     """Raise ConfigError naming the first unknown key (and the allowed ones) or bad value in `params`.
 
@@ -120,8 +95,6 @@ def check_params(params: Mapping[str, Any], dvc_yaml: Path | None = None, stage:
         _check_features(params["features"])
     if "models" in params:
         _check_models(params["models"])
-    if "lipsync" in params:
-        _check_lipsync_model(params["lipsync"])
     if dvc_yaml is None:
         return []
     from pipeline.dag import check

@@ -202,31 +202,17 @@ class LipSyncScorer:
         """(height, width) of the mouth crops the model was trained on."""
         return int(self.model.config.mouth_height), int(self.model.config.mouth_width)
 
-    @staticmethod
-    def options(lipsync: Mapping[str, Any]) -> dict[str, Any]:
-        """`max_offset`, `search_offset` and `score_mode` from the `lipsync` params block, checked."""
-        from models.lipsyncnet import SCORE_MODES
-
-        options: dict[str, Any] = {}
-        for key, default in (("max_offset", 2), ("search_offset", 15)):
-            value = lipsync.get(key, default)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"params.yaml: 'lipsync.{key}' must be a whole number >= 0, got {value!r}")
-            options[key] = value
-        options["score_mode"] = choice(lipsync.get("score", "sync"), "lipsync.score", SCORE_MODES)
-        return options
-
     @classmethod
     def from_params(cls, cfg: Mapping[str, Any]) -> LipSyncScorer:
         from pipeline import paths
         from pipeline.device import resolve_device
         from pipeline.lipsync_checkpoint import load_lipsyncnet
+        from pipeline.lipsync_settings import LipSyncSettings
 
-        lipsync = cfg.get("lipsync") or {}
-        options = cls.options(lipsync)
-        device = resolve_device(lipsync.get("device", "auto"), "lipsync.device")
+        settings = LipSyncSettings.parse(cfg.get("lipsync") or {})
+        device = resolve_device(settings.device, "lipsync.device")
         model, payload = load_lipsyncnet(cfg.get("checkpoint") or paths.LIPSYNC_DIR, device)
-        return cls(model, selection=payload.get("selection"), **options)
+        return cls(model, selection=payload.get("selection"), **settings.scoring())
 
     def profiles(self, clips: list[TrackClip], context: UtteranceContext) -> dict[int, Any]:
         """Track id -> `models.lipsyncnet.SyncProfile` (distance per offset, best offset, confidence)."""

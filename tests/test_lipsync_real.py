@@ -23,10 +23,11 @@ from models.lipsyncnet import LipSyncConfig, LipSyncNet, audio_windows, log_mel,
 from pipeline.clips import ClipRequest, collect_clips
 from pipeline.face_detect import FaceDetector
 from pipeline.lipsync_data import Augment, TrackSeries, timeline
+from pipeline.lipsync_settings import LipSyncSettings
 from pipeline.media import iter_frames, probe, read_audio
 from pipeline.stages.faces import sample_frames
 from pipeline.tracking import track_faces
-from pipeline.training.lipsync import TrainOptions, train_model
+from pipeline.training.lipsync import train_model
 
 # The active-speaker benchmark's folds: train on its train people, measure on its dev people.
 TEST_PEOPLE = {"pcavs_p741400", "pcavs_p00098", "pcavs_p00015", "pcavs_p00473", "pcavs_p00373"}
@@ -96,7 +97,7 @@ def test_lipsyncnet_trained_on_some_people_keeps_sync_on_other_people(voxceleb):
     chance = _window_accuracy(untrained, material, test_names)
     series = [material[n][0] for n in train_names]
     mels = {n: material[n][1] for n in train_names}
-    model, _ = train_model(series, mels, config, TrainOptions(steps=STEPS, augment=Augment(reverse=0.5)))
+    model, _ = train_model(series, mels, config, LipSyncSettings(steps=STEPS, augment=Augment(reverse=0.5)))
     learned = _window_accuracy(model, material, test_names)
     assert chance <= 0.65, f"an untrained network already separates the audio ({chance:.2f}): the check is void"
     assert learned >= 0.80, f"own audio beat shifted audio in only {learned:.1%} of 1 s windows of unseen people"

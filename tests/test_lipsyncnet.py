@@ -23,7 +23,8 @@ from models.lipsyncnet import (
 )
 from pipeline.lipsync_checkpoint import load_lipsyncnet, save_lipsyncnet
 from pipeline.lipsync_data import Augment, PairSampler, TrackSeries, split_by_dialogue, timeline
-from pipeline.training.lipsync import TrainOptions, offset_recovery, pair_accuracy, train_model
+from pipeline.lipsync_settings import LipSyncSettings
+from pipeline.training.lipsync import offset_recovery, pair_accuracy, train_model
 from tests import media_factory as mf
 
 TINY = LipSyncConfig(video_channels=(8, 16, 32), audio_channels=(8, 16, 32), hidden=64)
@@ -59,7 +60,8 @@ def corpus():
 def trained(corpus):
     series, mels, _ = corpus
     torch.manual_seed(0)
-    model, stats = train_model(series, mels, TINY, TrainOptions(steps=250, batch_size=32, augment=Augment(reverse=0.5)))
+    options = LipSyncSettings(steps=250, batch_size=32, augment=Augment(reverse=0.5))
+    model, stats = train_model(series, mels, TINY, options)
     return model, stats
 
 
@@ -200,7 +202,7 @@ def test_dev_pair_accuracy_is_high_after_training(trained, corpus):
         scene = mf.sync_scene(SECONDS, rng, [])
         mels[f"v{i}"] = log_mel(scene["audio"], 16000, model.config.n_mels)
         series.append(TrackSeries(f"v{i}", f"v{i}", 0, 0, scene["faces"][0]))
-    assert pair_accuracy(model, series, mels, TrainOptions()) >= 0.9
+    assert pair_accuracy(model, series, mels, LipSyncSettings()) >= 0.9
     assert np.isfinite(stats["loss"])
 
 

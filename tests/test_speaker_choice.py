@@ -11,6 +11,7 @@ from models.lipsyncnet import LipSyncConfig, LipSyncNet, log_mel
 from pipeline.config import ConfigError
 from pipeline.lipsync_checkpoint import save_lipsyncnet
 from pipeline.lipsync_data import Augment, TrackSeries
+from pipeline.lipsync_settings import LipSyncSettings
 from pipeline.speaker_select import (
     FirstFaceScorer,
     LargestFaceScorer,
@@ -22,7 +23,7 @@ from pipeline.speaker_select import (
     build_scorer,
     choose,
 )
-from pipeline.training.lipsync import TrainOptions, train_model
+from pipeline.training.lipsync import train_model
 from tests import media_factory as mf
 
 FPS = 25.0
@@ -134,7 +135,8 @@ def lipsync_dir(tmp_path_factory):
         mels[f"c{i}"] = log_mel(scene["audio"], 16000, config.n_mels)
         series.append(TrackSeries(f"c{i}", f"c{i}", 0, 0, scene["faces"][0]))
     torch.manual_seed(0)
-    model, _ = train_model(series, mels, config, TrainOptions(steps=200, batch_size=32, augment=Augment(reverse=0.5)))
+    options = LipSyncSettings(steps=200, batch_size=32, augment=Augment(reverse=0.5))
+    model, _ = train_model(series, mels, config, options)
     return save_lipsyncnet(model, tmp_path_factory.mktemp("lipsync") / "ckpt")
 
 

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from core.config import parse_block, setting
+from core.device import device_problem
 from extractors import ExtractorConfigError, build_extractor
 from extractors.base import resolve_device
 from extractors.text_transformer import TransformerTextExtractor
@@ -55,48 +57,30 @@ PROTOCOL = "trained on the train split; epoch selected on dev weighted F1; test 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """The training knobs of `finetune_text` (the encoder block is validated by its extractor)."""
+    """The `finetune_text` block: the encoder (validated by its extractor, `build_encoder`) and the
+    training knobs, which `training()` lists for the cache key and the saved record."""
 
-    epochs: int
-    lr: float
-    weight_decay: float
-    warmup: float
-    batch_size: int
-    grad_clip: float
-    seed: int
-    device: str
+    encoder: dict[str, Any]
+    epochs: int = setting(min=1)
+    lr: float = setting(positive=True)
+    weight_decay: float = setting(min=0)
+    warmup: float = setting(min=0, max=1)
+    batch_size: int = setting(min=1)
+    grad_clip: float = setting(positive=True)
+    seed: int = setting(min=0)
+    device: str = setting("auto", check=device_problem)
+
+    def __post_init__(self) -> None:
+        for key in ("lr", "weight_decay", "warmup", "grad_clip"):
+            object.__setattr__(self, key, float(getattr(self, key)))
 
     @classmethod
     def from_params(cls, block: Mapping[str, Any]) -> FinetuneConfig:
-        def whole(key: str, minimum: int) -> int:
-            value = block.get(key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ConfigError(f"params.yaml: 'finetune_text.{key}' must be an integer >= {minimum}, got {value!r}")
-            return value
+        return parse_block(cls, block, STAGE)
 
-        def number(key: str, low: float, high: float | None = None, strict: bool = True) -> float:
-            value = block.get(key)
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            ok = ok and (value > low if strict else value >= low) and (high is None or value <= high)
-            if not ok:
-                bound = f"{'>' if strict else '>='} {low}" + (f" and <= {high}" if high is not None else "")
-                raise ConfigError(f"params.yaml: 'finetune_text.{key}' must be a number {bound}, got {value!r}")
-            return float(value)
-
-        known = {"encoder", "epochs", "lr", "weight_decay", "warmup", "batch_size", "grad_clip", "seed", "device"}
-        unknown = sorted(set(block) - known)
-        if unknown:
-            raise ConfigError(f"params.yaml: 'finetune_text.{unknown[0]}' is not a known key; allowed: "
-                              + ", ".join(sorted(known)))
-        device = block.get("device", "auto")
-        if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda", "mps") or device.startswith("cuda:")):
-            raise ConfigError(f"params.yaml: 'finetune_text.device' is {device!r}; allowed values: auto, cpu, cuda, "
-                              "cuda:<index>, mps")
-        return cls(
-            epochs=whole("epochs", 1), lr=number("lr", 0.0), weight_decay=number("weight_decay", 0.0, strict=False),
-            warmup=number("warmup", 0.0, 1.0, strict=False), batch_size=whole("batch_size", 1),
-            grad_clip=number("grad_clip", 0.0), seed=whole("seed", 0), device=device,
-        )
+    def training(self) -> dict[str, Any]:
+        """Every knob but the encoder, whose own config is recorded beside it."""
+        return {key: value for key, value in asdict(self).items() if key != "encoder"}
 
 
 def build_encoder(params: Mapping[str, Any]) -> TransformerTextExtractor:
@@ -329,7 +313,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     train, dev = splits["train"], splits["dev"]
     steps = cfg.epochs * math.ceil(len(train.utt_ids) / cfg.batch_size)
     encoder_config = {"modality": "text", **extractor_identity(extractor)}
-    key = stable_hash({"encoder": encoder_config, "train": asdict(cfg) | {"device": None}, "labels": labels,
+    key = stable_hash({"encoder": encoder_config, "train": cfg.training() | {"device": None}, "labels": labels,
                        "data": data_fingerprint(splits),
                        "code": code_fingerprint(__name__, type(extractor).__module__)}, 24)
     folder = paths.CACHE_DIR / STAGE / key
@@ -351,7 +335,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
         "protocol": PROTOCOL,
         "encoder": encoder_config,
         "base_model": extractor.model_source(),
-        "training": asdict(cfg),
+        "training": cfg.training(),
         "labels": labels,
         "train_utterances": len(train.utt_ids),
         "dev_utterances": len(dev.utt_ids),

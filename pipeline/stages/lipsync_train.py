@@ -47,26 +47,20 @@ from models.lipsyncnet import (
 from pipeline import paths
 from pipeline.clips import ClipRequest, collect_clips, tracks_of
 from pipeline.config import ConfigError
+from pipeline.device import resolve_device
 from pipeline.item_guard import guarded
 from pipeline.ledger import Failure, write_stage_ledger
 from pipeline.lipsync_checkpoint import save_lipsyncnet
 from pipeline.lipsync_data import TrackSeries, split_by_dialogue, timeline
+from pipeline.lipsync_settings import LipSyncSettings
 from pipeline.media import MediaError
 from pipeline.runner import Runner
 from pipeline.scorer_choice import MIN_TRACKS, HeldOutTrack, choose_scorer
 from pipeline.speaker_select import LipSyncScorer, MouthMotionScorer, UtteranceContext
 from pipeline.tables import read_frame
-from pipeline.training.lipsync import TrainOptions, offset_recovery, pair_accuracy, train_model
+from pipeline.training.lipsync import offset_recovery, pair_accuracy, train_model
 
 STAGE = "lipsync_train"
-
-
-def model_config(cfg: Mapping[str, Any]) -> LipSyncConfig:
-    """`lipsync.model` -> LipSyncConfig (unknown keys are a configuration error)."""
-    try:
-        return LipSyncConfig.from_dict(dict(cfg.get("model") or {}))
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"params.yaml: 'lipsync.model': {error}") from error
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -189,30 +183,14 @@ def model_picks(scorer: LipSyncScorer, material: list[UtteranceTracks], mels: Ma
     return picks
 
 
-def _number(cfg: Mapping[str, Any], key: str, default: float, low: float, high: float) -> float:
-    value = cfg.get(key, default)
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
-        raise ConfigError(f"params.yaml: 'lipsync.{key}' must be a number in [{low}, {high}], got {value!r}")
-    return float(value)
-
-
 def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     cfg = dict(params.get("lipsync") or {})
-    options = TrainOptions.from_params(cfg)
-    config = model_config(cfg)
-    splits = cfg.get("splits", ["train"])
-    if not isinstance(splits, list) or not splits or not set(splits) <= {"train", "dev", "test"}:
-        raise ConfigError(f"params.yaml: 'lipsync.splits' must be a list drawn from train, dev, test; got {splits!r}")
-    min_coverage = _number(cfg, "min_coverage", 0.8, 0, 1)
-    bootstrap_margin = _number(cfg, "bootstrap_margin", 0.2, 0, 2)
-    relabel_margin = _number(cfg, "relabel_margin", 0.1, 0, 2)
-    denoise_fraction = _number(cfg, "denoise_fraction", 0.3, 0, 0.9)
-    dev_fraction = _number(cfg, "dev_fraction", 0.2, 0, 0.9)
-    rounds = int(_number(cfg, "rounds", 1, 1, 10))
-    scoring = dict(cfg)
-    LipSyncScorer.options(scoring)  # fail on bad scoring keys before hours of decoding
-    max_utterances = int(_number(cfg, "max_utterances", 3000, 1, 10**9))
+    settings = LipSyncSettings.parse(cfg)
+    options = settings.on_device(resolve_device(settings.device, "lipsync.device"))
+    config = settings.model_config()
+    splits, min_coverage, bootstrap_margin = options.splits, options.min_coverage, options.bootstrap_margin
+    rounds, max_utterances = options.rounds, options.max_utterances
 
     from pipeline.manifest import read_manifest
 
@@ -226,7 +204,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     faces = read_frame(paths.FACES)
     wanted = set(cuts.utt_id)
     faces_by_utt = {u: rows for u, rows in faces[faces.utt_id.isin(wanted)].groupby("utt_id", sort=False)}
-    train_dialogues, dev_dialogues = split_by_dialogue(sorted({dialogues[u] for u in wanted}), dev_fraction,
+    train_dialogues, dev_dialogues = split_by_dialogue(sorted({dialogues[u] for u in wanted}), options.dev_fraction,
                                                        options.seed)
 
     def read_media(item: tuple[str, pd.DataFrame]) -> tuple[list, dict, list[Failure]]:
@@ -253,11 +231,11 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     singles = [p for p, utt in _with_utterance(positives, train_material) if len(utt.series) == 1]
     for round_index in range(rounds):
         if round_index:
-            kept = denoise(model, singles, mels, denoise_fraction)
+            kept = denoise(model, singles, mels, options.denoise_fraction)
             dropped = len(singles) - len(kept)
-            picks = model_picks(_scorer(model, scoring), train_material, mels)
+            picks = model_picks(_scorer(model, options), train_material, mels)
             confident = [m.series[picks[m.utt_id][0]] for m in train_material
-                         if m.utt_id in picks and picks[m.utt_id][1] >= relabel_margin]
+                         if m.utt_id in picks and picks[m.utt_id][1] >= options.relabel_margin]
             positives, relabelled = kept + confident, len(confident)
         model, stats = train_model(positives, mels, config, options, model,
                                    lambda done, total, r=round_index: runner.hook(
@@ -266,10 +244,10 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     agreement = None
     confident_dev = [m for m in dev_material if m.motion_pick is not None and m.motion_pick[1] >= bootstrap_margin]
     if confident_dev:
-        picks = model_picks(_scorer(model, scoring), confident_dev, mels)
+        picks = model_picks(_scorer(model, options), confident_dev, mels)
         agreement = float(np.mean([picks[m.utt_id][0] == m.motion_pick[0] for m in confident_dev]))
     held_out, source = speaker_tracks(dev_material, min_coverage, bootstrap_margin)
-    selection = choose_scorer(held_out, _scorer(model, scoring), options.min_shift, options.seed,
+    selection = choose_scorer(held_out, _scorer(model, options), options.min_shift, options.seed,
                               source=source)
     metrics = {
         "dev_sync_accuracy": pair_accuracy(model, dev_positives, mels, options),
@@ -295,9 +273,9 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
             "scorer": selection["method"], "scorer_accuracy": selection["accuracy"]}
 
 
-def _scorer(model: LipSyncNet, cfg: Mapping[str, Any]) -> LipSyncScorer:
+def _scorer(model: LipSyncNet, settings: LipSyncSettings) -> LipSyncScorer:
     """The speaker stage's LipSyncNet scorer (same offsets and score) around the model being trained."""
-    return LipSyncScorer(model.eval(), **LipSyncScorer.options(cfg))
+    return LipSyncScorer(model.eval(), **settings.scoring())
 
 
 def _with_utterance(series: list[TrackSeries], material: list[UtteranceTracks]

@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from core.config import parse_block, setting
+from core.device import device_problem
 from models.registry import check_hyper_parameters, get_model_class
 from pipeline.config import ConfigError, section
 from pipeline.device import resolve_device
@@ -87,21 +89,50 @@ class SequenceOptions:
         }
 
 
+def _seeds_problem(value: Any) -> str | None:
+    seeds = isinstance(value, list) and value and all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)
+    if not seeds:
+        return f"must be a non-empty list of integers >= 0, got {value!r}"
+    if len(set(value)) != len(value):
+        return f"lists a seed twice: {value!r}"
+    return None
+
+
+def _grad_clip_problem(value: Any) -> str | None:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if value is None or number and value >= 0:
+        return None
+    return f"must be a number > 0 (0 or null: no clipping), got {value!r}"
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """The shared `train:` block, validated once so a bad value fails before any data is read."""
+    """The shared `train:` block, validated once so a bad value fails before any data is read.
 
-    seeds: tuple[int, ...]
-    epochs: int
-    patience: int
-    batch_dialogues: int
-    lr: float
-    weight_decay: float
-    grad_clip: float | None
-    device: str
+    Numbers are kept as floats and `seeds` as a tuple after parsing, so a block written with `lr: 1`
+    and one with `lr: 1.0` train (and cache) the same run.
+    """
+
+    seeds: tuple[int, ...] = setting(check=_seeds_problem)
+    epochs: int = setting(positive=True)
+    patience: int = setting(positive=True)
+    batch_dialogues: int = setting(positive=True)
+    lr: float = setting(positive=True)
+    weight_decay: float = setting(min=0)
+    grad_clip: float | None = setting(None, check=_grad_clip_problem)  # 0 or null: no clipping
+    device: str = setting("auto", check=device_problem)
     amp: bool = False
-    loss_weights: dict[str, float] = field(default_factory=dict)
-    threads: int | None = None  # torch CPU threads; small dialogue models run fastest on one
+    loss_weights: dict[str, float] | None = setting(factory=dict, min=0)
+    threads: int | None = setting(None, positive=True, runtime=True)  # torch CPU threads; small models: 1
+
+    def __post_init__(self) -> None:
+        clip = None if self.grad_clip in (None, 0) else float(self.grad_clip)
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+        object.__setattr__(self, "lr", float(self.lr))
+        object.__setattr__(self, "weight_decay", float(self.weight_decay))
+        object.__setattr__(self, "grad_clip", clip)
+        object.__setattr__(self, "loss_weights", {str(k): float(v) for k, v in (self.loss_weights or {}).items()})
 
     @classmethod
     def for_model(cls, params: Mapping[str, Any], name: str) -> TrainConfig:
@@ -112,54 +143,14 @@ class TrainConfig:
         overrides = block.get("train") or {}
         if not isinstance(overrides, Mapping):
             raise ConfigError(f"params.yaml: 'models.{name}.train' must be a mapping of train keys, got {overrides!r}")
-        unknown = sorted(set(overrides) - set(shared) - {"threads", "amp", "loss_weights"})
-        if unknown:
-            raise ConfigError(f"params.yaml: 'models.{name}.train' has unknown key(s) {unknown}; "
-                              f"allowed: {', '.join(sorted(shared))}")
         return cls.from_params({**shared, **overrides}, f"models.{name}.train" if overrides else "train")
 
     @classmethod
     def from_params(cls, train: Mapping[str, Any], prefix: str = "train") -> TrainConfig:
-        def whole(key: str) -> int:
-            value = train.get(key)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"params.yaml: '{prefix}.{key}' must be a positive integer, got {value!r}")
-            return value
-
-        def number(key: str, minimum: float, allow_equal: bool) -> float:
-            value = train.get(key)
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not ok or value < minimum or (value == minimum and not allow_equal):
-                bound = ">=" if allow_equal else ">"
-                raise ConfigError(f"params.yaml: '{prefix}.{key}' must be a number {bound} {minimum}, got {value!r}")
-            return float(value)
-
-        seeds = train.get("seeds")
-        if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
-            raise ConfigError(f"params.yaml: '{prefix}.seeds' must be a non-empty list of integers >= 0, got {seeds!r}")
-        if len(set(seeds)) != len(seeds):
-            raise ConfigError(f"params.yaml: '{prefix}.seeds' lists a seed twice: {seeds!r}")
-        clip = train.get("grad_clip")
-        grad_clip = None if clip in (None, 0) else number("grad_clip", 0.0, allow_equal=False)
-        amp = train.get("amp", False)
-        if not isinstance(amp, bool):
-            raise ConfigError(f"params.yaml: '{prefix}.amp' must be true or false, got {amp!r}")
-        weights = parse_loss_weights(train.get("loss_weights"), f"{prefix}.loss_weights")
-        device = str(train.get("device", "auto"))
-        resolve_device(device, f"{prefix}.device")  # fail now, not after the data is loaded
-        return cls(
-            seeds=tuple(seeds),
-            epochs=whole("epochs"),
-            patience=whole("patience"),
-            batch_dialogues=whole("batch_dialogues"),
-            lr=number("lr", 0.0, allow_equal=False),
-            weight_decay=number("weight_decay", 0.0, allow_equal=True),
-            grad_clip=grad_clip,
-            device=device,
-            amp=amp,
-            loss_weights=weights,
-            threads=None if train.get("threads") is None else whole("threads"),
-        )
+        """The parsed block; also fails now, not after the data is loaded, on a device this machine lacks."""
+        cfg = parse_block(cls, train, prefix)
+        resolve_device(cfg.device, f"{prefix}.device")
+        return cfg
 
     def apply_threads(self) -> None:
         if self.threads:

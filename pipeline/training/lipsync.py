@@ -1,4 +1,4 @@
-"""LipSyncNet training (`TrainOptions`, `train_model`) and its label-free evaluation, for `lipsync_train`.
+"""LipSyncNet training (`train_model`) and its label-free evaluation, for `lipsync_train`.
 
 Training is a fixed number of steps of sampled (mouth window, in-sync audio, out-of-sync audio)
 batches, run by the project's one training loop (`pipeline.training.loop`): the ranking + alignment
@@ -10,7 +10,6 @@ search finds a shift injected on purpose.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,69 +24,17 @@ from models.lipsyncnet import (
     sync_profile,
     video_windows,
 )
-from pipeline.config import ConfigError, positive
+from pipeline.config import ConfigError
 from pipeline.device import resolve_device
-from pipeline.lipsync_data import Augment, PairSampler, TrackSeries
+from pipeline.lipsync_data import PairSampler, TrackSeries
+from pipeline.lipsync_settings import LipSyncSettings
 from pipeline.training.loop import EpochEnd, LoopOptions, Task, fit
 
 DEV_PAIRS = 1024
 OFFSET_SHIFTS = (-10, -5, 0, 5, 10)
 
 
-@dataclass
-class TrainOptions:
-    """The optimisation knobs of `params.lipsync`, checked once."""
-
-    steps: int = 300
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    margin: float = 1.5
-    alpha: float = 0.7
-    multiway_weight: float = 0.5
-    min_shift: int = 5
-    max_shift: int = 15
-    foreign: float = 0.25
-    seed: int = 0
-    device: str = "cpu"
-    augment: Augment = field(default_factory=Augment)
-
-    @classmethod
-    def from_params(cls, cfg: Mapping[str, Any]) -> TrainOptions:
-        def whole(key: str) -> int:
-            value = cfg.get(key, getattr(cls, key))
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"params.yaml: 'lipsync.{key}' must be a whole number >= 0, got {value!r}")
-            return value
-
-        def share(key: str) -> float:
-            value = cfg.get(key, getattr(cls, key))
-            if not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                raise ConfigError(f"params.yaml: 'lipsync.{key}' must be a number in [0, 1], got {value!r}")
-            return float(value)
-
-        options = cls(steps=whole("steps"), batch_size=whole("batch_size"),
-                      lr=float(positive(cfg.get("lr", cls.lr), "lipsync.lr")),
-                      weight_decay=float(cfg.get("weight_decay", cls.weight_decay)),
-                      margin=float(positive(cfg.get("margin", cls.margin), "lipsync.margin")),
-                      alpha=share("alpha"), multiway_weight=float(cfg.get("multiway_weight", cls.multiway_weight)),
-                      min_shift=whole("min_shift"), max_shift=whole("max_shift"), foreign=share("foreign"),
-                      seed=whole("seed"), device=resolve_device(cfg.get("device", "auto"), "lipsync.device"))
-        if options.batch_size < 2:
-            raise ConfigError(f"params.yaml: 'lipsync.batch_size' must be at least 2, got {options.batch_size}")
-        if not 1 <= options.min_shift <= options.max_shift:
-            raise ConfigError("params.yaml: 'lipsync.min_shift' and 'lipsync.max_shift' must satisfy "
-                              f"1 <= min_shift <= max_shift, got {options.min_shift}, {options.max_shift}")
-        augment = cfg.get("augment") or {}
-        unknown = set(augment) - {"flip", "shift", "scale", "noise", "reverse"}
-        if unknown:
-            raise ConfigError(f"params.yaml: unknown key(s) in 'lipsync.augment': {', '.join(sorted(unknown))}; "
-                              "allowed: flip, shift, scale, noise, reverse")
-        options.augment = Augment(**{k: float(v) for k, v in augment.items()})
-        return options
-
-
-def _tensor(array: np.ndarray, device: str) -> torch.Tensor:
+def _tensor(array: np.ndarray, device: str | torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).to(device)
 
 
@@ -96,7 +43,7 @@ class LipSyncTask(Task):
     batches of (mouth window, in-sync audio, out-of-sync audio), no dev selection."""
 
     def __init__(self, series: list[TrackSeries], mels: Mapping[str, np.ndarray], config: LipSyncConfig,
-                 options: TrainOptions, model: LipSyncNet | None,
+                 options: LipSyncSettings, model: LipSyncNet | None,
                  progress: Callable[[int, int], None] | None) -> None:
         self.options, self.progress = options, progress
         self.model = (model or LipSyncNet(config)).to(options.device)
@@ -148,9 +95,10 @@ class LipSyncTask(Task):
 
 
 def train_model(series: list[TrackSeries], mels: Mapping[str, np.ndarray], config: LipSyncConfig,
-                options: TrainOptions, model: LipSyncNet | None = None,
+                options: LipSyncSettings, model: LipSyncNet | None = None,
                 progress: Callable[[int, int], None] | None = None) -> tuple[LipSyncNet, dict[str, float]]:
     """Train (or keep training) a LipSyncNet on positive series; returns it in eval mode and last-step stats."""
+    options = options.on_device(resolve_device(options.device, "lipsync.device"))  # `auto` -> cpu or cuda
     fitted = fit(lambda: LipSyncTask(series, mels, config, options, model, progress),
                  LoopOptions(epochs=1, device=options.device, seed=options.seed, loss_name="LipSyncNet loss"))
     return fitted.task.model.eval(), fitted.task.stats
@@ -161,9 +109,9 @@ def train_model(series: list[TrackSeries], mels: Mapping[str, np.ndarray], confi
 
 @torch.no_grad()
 def pair_accuracy(model: LipSyncNet, series: list[TrackSeries], mels: Mapping[str, np.ndarray],
-                  options: TrainOptions, pairs: int = DEV_PAIRS) -> float | None:
+                  options: LipSyncSettings, pairs: int = DEV_PAIRS) -> float | None:
     """Share of (in-sync, out-of-sync) pairs where the in-sync audio is closer: the dev sync accuracy."""
-    cfg = model.config
+    cfg, device = model.config, next(model.parameters()).device
     sampler = PairSampler(series, dict(mels), cfg.window, cfg.mels_per_frame, options.min_shift, options.max_shift,
                           options.foreign, None, seed=12345)
     if not len(sampler):
@@ -171,9 +119,9 @@ def pair_accuracy(model: LipSyncNet, series: list[TrackSeries], mels: Mapping[st
     hits = 0
     for start in range(0, pairs, 256):
         batch = sampler.sample(min(256, pairs - start))
-        video = model.encode_video(_tensor(batch.video, options.device))
-        d_pos = torch.linalg.vector_norm(video - model.encode_audio(_tensor(batch.audio_pos, options.device)), dim=1)
-        d_neg = torch.linalg.vector_norm(video - model.encode_audio(_tensor(batch.audio_neg, options.device)), dim=1)
+        video = model.encode_video(_tensor(batch.video, device))
+        d_pos = torch.linalg.vector_norm(video - model.encode_audio(_tensor(batch.audio_pos, device)), dim=1)
+        d_neg = torch.linalg.vector_norm(video - model.encode_audio(_tensor(batch.audio_neg, device)), dim=1)
         hits += int((d_pos < d_neg).sum())
     return hits / pairs
 
