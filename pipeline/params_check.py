@@ -4,9 +4,9 @@
 would only fail once the stage runs. `check_params` parses the whole file with `core.config.parse_block`
 against `BLOCKS` (the dataclass each block is declared by, found where the code that reads the block
 lives) and hands the open-ended blocks to the registries that own them: each `features.<key>` to its
-extractor's `Config`, each `models.<name>` to its model class's constructor (plus the wiring keys every
-model shares). Checks that depend on the machine (is a CUDA device there, does a file exist) stay with
-the stage that uses the value.
+extractor's `Config`, each `models.<name>` to `ModelSpec` (its wiring keys, then its class's
+constructor), each `refine.<name>` to `MRDConfig`. Checks that depend on the machine (is a CUDA device
+there, does a file exist) stay with the stage that uses the value.
 
 Under DVC it also checks that `dvc.yaml` still matches `params.yaml` where one follows from the other
 (each model stage's feature files, the speaker stage's LipSyncNet dependency: `pipeline.dag`), so a
@@ -35,7 +35,7 @@ BLOCKS: dict[str, str | type | None] = {
     "features": None,  # per extractor, below
     "finetune_text": "pipeline.stages.finetune_text:FinetuneConfig",
     "models": None,  # per model kind, below
-    "refine": None,  # per procedure: checked by its spec (pipeline.training.mrd)
+    "refine": None,  # per procedure, below
     "train": "pipeline.training.config:TrainConfig",
     "run": "pipeline.runner:RunConfig",
 }
@@ -71,17 +71,19 @@ def _check_features(features: Any) -> None:
 
 
 def _check_models(models: Any) -> None:
-    from models.registry import check_hyper_parameters
+    from pipeline.training.config import ModelSpec
 
     if not isinstance(models, Mapping):
         raise ConfigError(f"params.yaml: 'models' must map model names to blocks, got {models!r}")
-    for name, block in models.items():
-        if not isinstance(block, Mapping) or "kind" not in block:
-            raise ConfigError(f"params.yaml: 'models.{name}.kind' is missing: every model block names its kind")
-        try:
-            check_hyper_parameters(block["kind"], block)
-        except ValueError as error:
-            raise ConfigError(f"params.yaml: 'models.{name}': {error}") from error
+    for name in models:
+        ModelSpec.from_params({"models": models}, name)
+
+
+def _check_refinements(params: Mapping[str, Any]) -> None:
+    from pipeline.training.mrd.config import MRDConfig, refinements
+
+    for name in refinements(params):
+        MRDConfig.from_params(params, name)
 
 
 def check_params(params: Mapping[str, Any], dvc_yaml: Path | None = None, stage: str | None = None) -> list[str]:
@@ -95,6 +97,8 @@ def check_params(params: Mapping[str, Any], dvc_yaml: Path | None = None, stage:
         _check_features(params["features"])
     if "models" in params:
         _check_models(params["models"])
+    if "refine" in params:
+        _check_refinements(params)
     if dvc_yaml is None:
         return []
     from pipeline.dag import check

@@ -32,6 +32,7 @@ TYPOS = [
     (("models", "lfvd"), "hiden", "'models.lfvd'", "hidden"),
     (("models", "text_gru"), "dropuot", "'models.text_gru'", "dropout"),
     (("train",), "seed", "'train.seed'", "seeds"),
+    (("refine", "mrd"), "alpa", "'refine.mrd.alpa'", "alpha"),
     (("run",), "worker", "'run.worker'", "workers"),
     ((), "feature", "'feature'", "features"),
 ]
@@ -75,6 +76,21 @@ BAD_VALUES = [
     (("run",), "max_failure_ratio", "half", "'run.max_failure_ratio' must be a number, got 'half'"),
     (("features", "audio"), "level", "x", "'features.audio.level' is 'x'; allowed values: functionals, lld"),
     ((), "faces", None, "'faces' must be a mapping with keys device, sample_fps"),
+    (("train",), "seeds", [0, 0], "'train.seeds' lists a seed twice"),
+    (("train",), "lr", 0, "'train.lr' must be a positive number, got 0"),
+    (("train",), "device", "gpu", "'train.device' is 'gpu'; allowed values: auto, cpu"),
+    (("lipsync",), "max_shift", 2, "'lipsync.max_shift' must be >= min_shift (5), got 2"),
+    (("lipsync",), "score", "best", "'lipsync.score' is 'best'; allowed values: sync, distance"),
+    (("lipsync", "augment"), "flip", 2, "'lipsync.augment.flip' must be a number in [0, 1], got 2"),
+    (("finetune_text",), "warmup", 2, "'finetune_text.warmup' must be a number in [0, 1], got 2"),
+    (("models", "drkf"), "sequence_inputs", ["text_seq"], "must list every input"),
+    (("models", "text_gru"), "speaker_normalise", ["audio"], "'models.text_gru.speaker_normalise' names ['audio']"),
+    (("models", "text_gru"), "folds", "speaker", "'models.text_gru.folds' is 'speaker'; allowed values: session"),
+    (("models", "text_gru"), "fold_dev_fraction", 1, "'models.text_gru.fold_dev_fraction' must be a number in (0, 1)"),
+    (("models", "text_gru"), "loss_weights", {"ce": -1}, "'models.text_gru.loss_weights.ce' must be a number >= 0"),
+    (("models", "text_gru"), "kind", "gru9", "'models.text_gru.kind' is 'gru9'"),
+    (("refine", "mrd"), "text", "fusion_gru", "'refine.mrd.text' must name a different model from 'multimodal'"),
+    (("refine", "mrd", "curriculum"), "r0", 0, "'refine.mrd.curriculum.r0' must be a number in (0, 1]"),
 ]
 
 
@@ -95,3 +111,12 @@ def test_a_missing_required_key_is_named(base_params):
     del params["cut"]["min_seconds"]
     with pytest.raises(ConfigError, match="missing key 'cut.min_seconds'"):
         check_params(params)
+
+
+def test_the_wiring_keys_models_never_receive_are_the_ones_model_wiring_parses():
+    import dataclasses
+
+    from models.registry import NON_HYPER_KEYS
+    from pipeline.training.config import ModelWiring
+
+    assert {f.name for f in dataclasses.fields(ModelWiring)} == set(NON_HYPER_KEYS)

@@ -3,7 +3,7 @@ value fails before any data is read."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -11,27 +11,60 @@ import torch
 
 from core.config import parse_block, setting
 from core.device import device_problem
-from models.registry import check_hyper_parameters, get_model_class
+from models.registry import NON_HYPER_KEYS, check_hyper_parameters, get_model_class
 from pipeline.config import ConfigError, section
 from pipeline.device import resolve_device
 from pipeline.tables import SEQUENCE_OVERFLOW
-from pipeline.training.splits import FoldOptions
+from pipeline.training.splits import FOLD_KINDS, FoldOptions
 
 
-def parse_loss_weights(value: Any, key: str) -> dict[str, float]:
-    """A `name -> weight >= 0` mapping (null = empty), failing by the params key otherwise."""
-    value = value or {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"params.yaml: '{key}' must map loss names to weights, got {value!r}")
-    for name, weight in value.items():
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-            raise ConfigError(f"params.yaml: '{key}.{name}' must be a number >= 0, got {weight!r}")
-    return {str(k): float(v) for k, v in value.items()}
+def _distinct_keys_problem(value: Any) -> str | None:
+    if isinstance(value, list) and all(isinstance(k, str) and k for k in value) and len(set(value)) == len(value):
+        return None
+    return f"must be a list of distinct feature keys, got {value!r}"
+
+
+def _kind_problem(value: Any) -> str | None:
+    try:
+        get_model_class(str(value))
+    except ValueError as error:
+        return f"is {value!r}: {error}"
+    return None
+
+
+@dataclass(frozen=True)
+class ModelWiring:
+    """The keys of a `models.<name>` block that wire a model into the pipeline (`NON_HYPER_KEYS`):
+    its kind, the feature keys it reads and how, its loss weights, training overrides and evaluation
+    folds. The block's other keys are the network's hyper-parameters, checked by its class."""
+
+    kind: str = setting(check=_kind_problem)
+    inputs: list[str] = setting(check=lambda value: _distinct_keys_problem(value) or (
+        None if value else "must name at least one feature key"))
+    loss_weights: dict[str, float] | None = setting(None, min=0)  # override `train.loss_weights` for this model
+    train: dict[str, Any] | None = None  # per-model `train` overrides, parsed by TrainConfig.for_model
+    sequence_inputs: list[str] | None = setting(None, check=lambda value: _distinct_keys_problem(value or []))
+    max_sequence_length: int | None = setting(None, positive=True)
+    sequence_overflow: str = setting("truncate", choices=SEQUENCE_OVERFLOW)
+    speaker_normalise: list[str] | None = None  # inputs centred per speaker within each dialogue
+    folds: str | None = setting(None, choices=FOLD_KINDS)  # null: the manifest's split
+    fold_dev_fraction: float = setting(0.1, above=0, below=1)
+
+    def __post_init__(self) -> None:
+        for key in ("sequence_inputs", "speaker_normalise"):
+            unknown = [k for k in getattr(self, key) or [] if k not in self.inputs]
+            if unknown:
+                raise ConfigError.at(key, f"names {unknown}, which are not among its inputs {self.inputs}")
+
+    @classmethod
+    def parse(cls, block: Mapping[str, Any], name: str) -> ModelWiring:
+        wiring = {key: value for key, value in block.items() if key in NON_HYPER_KEYS}
+        return parse_block(cls, wiring, f"models.{name}")
 
 
 @dataclass(frozen=True)
 class SequenceOptions:
-    """A model block's `sequence_inputs`, `max_sequence_length` and `sequence_overflow`, validated."""
+    """How a model's inputs are loaded: which as frame/token sequences, capped how, centred per speaker."""
 
     inputs: tuple[str, ...] = ()
     max_length: int | None = None
@@ -39,45 +72,9 @@ class SequenceOptions:
     speaker_normalise: tuple[str, ...] = ()  # inputs centred per speaker within each dialogue
 
     @classmethod
-    def from_block(
-        cls, block: Mapping[str, Any], name: str, inputs: Sequence[str], requires_sequences: bool = False
-    ) -> SequenceOptions:
-        """Fail by key on a bad value; `requires_sequences` (a model reading only sequences) needs all inputs listed."""
-        chosen = block.get("sequence_inputs") or []
-        names = isinstance(chosen, list) and all(isinstance(k, str) for k in chosen)
-        if not names or len(set(chosen)) != len(chosen):
-            raise ConfigError(
-                f"params.yaml: 'models.{name}.sequence_inputs' must be a list of distinct input keys, got {chosen!r}"
-            )
-        unknown = [k for k in chosen if k not in inputs]
-        if unknown:
-            raise ConfigError(
-                f"params.yaml: 'models.{name}.sequence_inputs' names {unknown}, "
-                f"which are not among its inputs {list(inputs)}"
-            )
-        if requires_sequences and set(chosen) != set(inputs):
-            raise ConfigError(
-                f"params.yaml: 'models.{name}' reads frame/token sequences only: 'sequence_inputs' must list every "
-                f"input {list(inputs)}, got {chosen}"
-            )
-        length = block.get("max_sequence_length")
-        if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length <= 0):
-            raise ConfigError(
-                f"params.yaml: 'models.{name}.max_sequence_length' must be a positive integer or null, got {length!r}"
-            )
-        overflow = block.get("sequence_overflow", "truncate")
-        if overflow not in SEQUENCE_OVERFLOW:
-            raise ConfigError(
-                f"params.yaml: 'models.{name}.sequence_overflow' is {overflow!r}; "
-                f"allowed values: {', '.join(SEQUENCE_OVERFLOW)}"
-            )
-        centred = block.get("speaker_normalise") or []
-        if not isinstance(centred, list) or any(k not in inputs for k in centred):
-            raise ConfigError(
-                f"params.yaml: 'models.{name}.speaker_normalise' must list some of its inputs {list(inputs)}, "
-                f"got {centred!r}"
-            )
-        return cls(tuple(chosen), length, overflow, tuple(centred))
+    def of(cls, wiring: ModelWiring) -> SequenceOptions:
+        return cls(tuple(wiring.sequence_inputs or ()), wiring.max_sequence_length, wiring.sequence_overflow,
+                   tuple(wiring.speaker_normalise or ()))
 
     def loader_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of `load_dialogue_data` for these options."""
@@ -191,30 +188,25 @@ class ModelSpec:
         block = configured[name]
         if not isinstance(block, Mapping):
             raise ConfigError(f"params.yaml: 'models.{name}' must be a mapping")
-        kind = block.get("kind")
+        wiring = ModelWiring.parse(block, str(name))
         try:
-            get_model_class(str(kind))
-        except ValueError as error:
-            raise ConfigError(f"params.yaml: 'models.{name}.kind' is {kind!r}: {error}") from None
-        inputs = block.get("inputs")
-        if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) and i for i in inputs):
-            raise ConfigError(
-                f"params.yaml: 'models.{name}.inputs' must be a non-empty list of feature keys, got {inputs!r}"
-            )
-        if len(set(inputs)) != len(inputs):
-            raise ConfigError(f"params.yaml: 'models.{name}.inputs' lists a feature twice: {inputs!r}")
-        try:
-            check_hyper_parameters(str(kind), block)
+            check_hyper_parameters(wiring.kind, block)
         except ValueError as error:
             raise ConfigError(f"params.yaml: 'models.{name}': {error}") from None
-        loss_weights = parse_loss_weights(block.get("loss_weights"), f"models.{name}.loss_weights")
-        requires_sequences = bool(getattr(get_model_class(str(kind)), "requires_sequences", False))
+        sequences = SequenceOptions.of(wiring)
+        if getattr(get_model_class(wiring.kind), "requires_sequences", False) and \
+                set(sequences.inputs) != set(wiring.inputs):
+            raise ConfigError(
+                f"params.yaml: 'models.{name}' reads frame/token sequences only: 'sequence_inputs' must list every "
+                f"input {wiring.inputs}, got {list(sequences.inputs)}"
+            )
+        folds = None if wiring.folds is None else FoldOptions(wiring.folds, float(wiring.fold_dev_fraction))
         return cls(
             name=str(name),
-            kind=str(kind),
-            inputs=tuple(inputs),
+            kind=wiring.kind,
+            inputs=tuple(wiring.inputs),
             params=dict(block),
-            loss_weights=loss_weights,
-            sequences=SequenceOptions.from_block(block, str(name), inputs, requires_sequences),
-            folds=FoldOptions.from_block(block, str(name)),
+            loss_weights={str(k): float(v) for k, v in (wiring.loss_weights or {}).items()},
+            sequences=sequences,
+            folds=folds,
         )

@@ -23,27 +23,11 @@ FOLD_KINDS = ("session",)
 
 @dataclass(frozen=True)
 class FoldOptions:
-    """A model block's `folds` (kind) and `fold_dev_fraction` (share of training dialogues held out for dev)."""
+    """A model block's `folds` (kind) and `fold_dev_fraction` (share of training dialogues held out for dev),
+    parsed with the rest of its wiring (`pipeline.training.config.ModelWiring`)."""
 
     kind: str = "session"
     dev_fraction: float = 0.1
-
-    @classmethod
-    def from_block(cls, block: Mapping[str, Any], name: str) -> FoldOptions | None:
-        """None when the block asks for no folds (the manifest's own split is used)."""
-        kind = block.get("folds")
-        fraction = block.get("fold_dev_fraction", 0.1)
-        if kind is None:
-            return None
-        if kind not in FOLD_KINDS:
-            raise ConfigError(
-                f"params.yaml: 'models.{name}.folds' is {kind!r}; allowed values: null, {', '.join(FOLD_KINDS)}"
-            )
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-            raise ConfigError(
-                f"params.yaml: 'models.{name}.fold_dev_fraction' must be a number in (0, 1), got {fraction!r}"
-            )
-        return cls(kind=str(kind), dev_fraction=float(fraction))
 
 
 @dataclass(frozen=True)
