@@ -107,7 +107,7 @@ def demo_inputs(workspace: Path, consumes: str, limit: int) -> list[Any]:
     import numpy as np
 
     from extractors import FramesItem, TextItem, WaveformItem
-    from pipeline.stages.features import CropStore, decode_crops, read_waveform
+    from pipeline.feature_inputs import CropStore, decode_crops, read_waveform
     from pipeline.tables import read_frame
 
     manifest = read_frame(workspace / "data" / "manifest.parquet").sort_values(["dialogue_id", "turn"])

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from core.config import ConfigError, as_block, parse_block, recorded, setting
-from core.device import DeviceError, check_device
+from core.device import DeviceError, device_problem
 from core.device import resolve_device as resolve
 
 MODALITIES = ("text", "audio", "visual")
@@ -187,15 +187,6 @@ class Extractor(ABC):
 # -- settings every extractor family shares ---------------------------------------------------------
 
 VISUAL_INPUTS = {"face": "face_frames", "full_frame": "full_frames"}  # `input:` -> what is consumed
-
-
-def device_problem(value: Any) -> str | None:
-    """What is wrong with a `device:` value (None for auto, cpu, cuda, cuda:<n>, mps): `core.device` decides."""
-    try:
-        check_device(value)
-    except DeviceError as error:
-        return error.reason
-    return None
 
 
 def device_setting() -> Any:

@@ -17,6 +17,9 @@ Pooling modes (`pooling:`):
 
 The `finetune_text` stage trains these same encoders (same inputs, same pooling) and writes a
 folder that `model:` can point to.
+
+One job, turning dialogue text into transformer features, which is why the module runs past 400
+lines: loading, the four poolings' input assembly and batching are one class, shared by every encoder.
 """
 
 from __future__ import annotations

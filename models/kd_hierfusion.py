@@ -26,6 +26,9 @@ Balanced class weights and q_stats (a Fisher ratio per modality) come from the t
 through `begin_epoch`; prediction uses no labels and every dialogue is scored independently of the
 rest of the batch (no batch statistics anywhere).
 
+One job, the paper's model (its layers live in `models.layers`), which is why the module runs past
+400 lines: the encoders' wiring, the two KD phases and the composite loss are its forward pass.
+
 Ablation row (paper Table 3 / Table 5) -> params edit:
 - w/o speaker identification  -> speaker.method: first_face   (front end: reruns speaker + visual features)
 - w/o fusion loss (plain CE)   -> loss_weights: {ce: 1, comp: 0, smooth: 0, supcon: 0}

@@ -10,6 +10,10 @@ last key (DVC accepts a repeated dependency), so every model depends on exactly 
 Likewise `speaker` depends on `artifacts/lipsyncnet` and the `lipsync` scoring params only when
 `speaker.method` reads LipSyncNet, so `first_face` never waits for `lipsync_train`.
 
+One job, writing and checking the generated parts of `dvc.yaml`, which is why it runs past 400 lines:
+the per-stage code deps (the import closure of each stage's module), the per-model foreach items and
+the speaker stage's conditional deps are written and checked by the same functions.
+
     python -m pipeline.dag           # rewrite dvc.yaml where params.yaml changed what a stage reads
     python -m pipeline.dag --check   # exit 1, naming every difference, when dvc.yaml is out of sync
 

@@ -570,11 +570,11 @@ def test_stage_writes_sequences_and_metadata(tmp_path, monkeypatch, params, w2v)
 
 def test_stage_reads_full_frames_from_the_source_video(tmp_path, monkeypatch, params, tsf):
     from pipeline import paths
+    from pipeline.feature_inputs import FrameSpan, read_span, span_indices
     from pipeline.hooks import RecordingHook
     from pipeline.ledger import read_ledger
     from pipeline.runner import PlainRunner
     from pipeline.stages import features
-    from pipeline.stages.features import FrameSpan, read_span, span_indices
     from pipeline.tables import read_vectors
 
     params = _stage_project(tmp_path, monkeypatch, params)

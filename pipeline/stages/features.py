@@ -11,31 +11,26 @@ the chunk still yields its good rows.
 Inputs by what the extractor consumes: `text` (with `context` previous and `future_context`
 following turns), `waveform` (the cut 16 kHz wavs), `face_frames` (the active speaker's JPEG crops)
 or `full_frames` (the extractor's `frames` evenly spaced frames of the utterance's range in the
-source video, decoded by index with `pipeline.media.iter_frames`). When the block says
+source video, decoded by index with `pipeline.media.iter_frames`), each read by
+`pipeline.feature_inputs`. When the block says
 `sequence: true`, the extractor's frame- or token-level features go to a `sequence` column.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from extractors import (
     BadInput,
     Extractor,
     ExtractorConfigError,
     FramesItem,
-    TextItem,
     WaveformItem,
     build_extractor,
 )
@@ -45,40 +40,28 @@ from pipeline.cache import PartCache, stable_hash
 from pipeline.code_fingerprint import code_fingerprint
 from pipeline.config import ConfigError, section
 from pipeline.extractor_identity import extractor_identity
+from pipeline.feature_inputs import (
+    Chunk,
+    CropStore,
+    FrameSpan,
+    decode_crops,
+    make_chunks,
+    read_span,
+    read_waveform,
+    span_indices,
+)
 from pipeline.file_hash import file_hash
 from pipeline.item_guard import guarded
 from pipeline.ledger import Failure, write_stage_ledger
 from pipeline.manifest import read_manifest
-from pipeline.media import MediaError, iter_frames
+from pipeline.media import MediaError
 from pipeline.runner import Runner
 from pipeline.tables import concat_tables, read_frame, vector_table, write_atomic
 from pipeline.text_items import text_items
 
-CHUNK_UTTERANCES = 64
 NO_CROPS = "no face crops for the active speaker"
 SUPPORTED_INPUTS = ("text", "waveform", "face_frames", "full_frames")
 LIBRARIES = ("numpy", "torch", "torchvision", "transformers", "opensmile", "pyarrow")
-
-
-@dataclass(frozen=True)
-class FrameSpan:
-    """Where an utterance's frames live in its source video: [start_frame, end_frame) at `fps`."""
-
-    media: str
-    fps: float
-    start_frame: int
-    end_frame: int
-    has_video: bool = True
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """One work item: utterance ids plus the small per-utterance inputs (texts, wav paths, frame spans)."""
-
-    utt_ids: tuple[str, ...]
-    texts: tuple[TextItem, ...] = ()
-    audio: tuple[str, ...] = ()
-    spans: tuple[FrameSpan, ...] = ()
 
 
 def stage_name(feature_key: str) -> str:
@@ -100,89 +83,6 @@ def build_for_key(params: dict[str, Any], feature_key: str | None) -> Extractor:
     except ExtractorConfigError as error:
         raise error.within(f"features.{feature_key}") from error
     return extractor
-
-
-# -- inputs --------------------------------------------------------------------------------------
-
-
-def make_chunks(manifest: pd.DataFrame, wanted: set[str], size: int = CHUNK_UTTERANCES) -> list[list[str]]:
-    """Utterance ids grouped by dialogue in turn order; long dialogues split every `size` utterances."""
-    chunks: list[list[str]] = []
-    ordered = manifest[manifest.utt_id.isin(wanted)].sort_values(["dialogue_id", "turn"], kind="stable")
-    for _, dialogue in ordered.groupby("dialogue_id", sort=True):
-        ids = dialogue.utt_id.tolist()
-        chunks.extend(ids[start : start + size] for start in range(0, len(ids), size))
-    return chunks
-
-
-def read_waveform(path: str) -> np.ndarray:
-    """A wav as mono float32 at 16 kHz (resampled when a user-supplied file differs)."""
-    import soundfile as sf
-
-    samples, rate = sf.read(path, dtype="float32", always_2d=True)
-    samples = samples.mean(axis=1)
-    if rate != SAMPLE_RATE:
-        from math import gcd
-
-        from scipy.signal import resample_poly
-
-        factor = gcd(int(rate), SAMPLE_RATE)
-        samples = resample_poly(samples, SAMPLE_RATE // factor, int(rate) // factor).astype(np.float32)
-    return samples
-
-
-class CropStore:
-    """The active speaker's JPEG crops, read once, handed out per utterance in frame order."""
-
-    def __init__(self, path: Path) -> None:
-        if not path.exists():
-            raise FileNotFoundError(f"{path} not found: run `dvc repro speaker` first")
-        self.table = pq.read_table(path, columns=["utt_id", "frame", "jpeg"])
-        frame = pd.DataFrame({"utt_id": self.table.column("utt_id").to_numpy(zero_copy_only=False),
-                              "frame": self.table.column("frame").to_numpy()})
-        frame["row"] = np.arange(len(frame))
-        self.rows = {u: g.sort_values("frame", kind="stable").row.to_numpy() for u, g in frame.groupby("utt_id")}
-
-    def jpegs(self, utt_id: str) -> list[tuple[int, bytes]]:
-        rows = self.rows.get(utt_id)
-        if rows is None or len(rows) == 0:
-            return []
-        taken = self.table.take(pa.array(rows))
-        return list(zip(taken.column("frame").to_pylist(), taken.column("jpeg").to_pylist()))
-
-    def fingerprint(self, utt_id: str) -> str:
-        digest = hashlib.sha256()
-        for frame, jpeg in self.jpegs(utt_id):
-            digest.update(str(frame).encode())
-            digest.update(jpeg)
-        return digest.hexdigest()[:16]
-
-
-def span_indices(span: FrameSpan, budget: int | None) -> list[int]:
-    """Frame indices an extractor sees: `budget` evenly spaced over the span (all when fewer)."""
-    count = span.end_frame - span.start_frame
-    if count <= 0:
-        return []
-    if budget is None or count <= budget:
-        return list(range(span.start_frame, span.end_frame))
-    return [span.start_frame + int(i) for i in np.linspace(0, count - 1, num=budget).round().astype(int)]
-
-
-def read_span(span: FrameSpan, budget: int | None) -> list[np.ndarray]:
-    """The span's sampled full frames as RGB uint8 arrays, in time order."""
-    return [image for _, image in iter_frames(span.media, span_indices(span, budget), span.fps)]
-
-
-def decode_crops(crops: Sequence[tuple[int, bytes]]) -> list[np.ndarray]:
-    """RGB uint8 images; undecodable crops are dropped (the caller fails the utterance if none remain)."""
-    import cv2
-
-    images = []
-    for _, jpeg in crops:
-        image = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
-        if image is not None:
-            images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-    return images
 
 
 # -- one chunk -----------------------------------------------------------------------------------
