@@ -129,7 +129,7 @@ def parse_block(cls: type[T], block: Any, where: str = "") -> T:
         detail = problem(value, kind, spec.metadata)
         if detail is not None:
             raise ConfigError.at(path, detail)
-        for key, item, item_kind in _mapping_items(value, kind):
+        for key, item, item_kind in [] if "check" in spec.metadata else _mapping_items(value, kind):
             detail = problem(item, item_kind, spec.metadata)
             if detail is not None:
                 raise ConfigError.at(_path(path, str(key)), detail)

@@ -8,9 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.config import keys_block, setting
+from core.config import setting
 from pipeline.config import choice
 from pipeline.datasets.base import CorpusManifest
+from pipeline.datasets.demo.config import DemoConfig
+from pipeline.datasets.iemocap import IemocapConfig
+from pipeline.datasets.meld import MeldConfig
+from pipeline.datasets.table import TableConfig
 
 ADAPTERS = {
     "demo": "pipeline.datasets.demo",
@@ -18,15 +22,6 @@ ADAPTERS = {
     "iemocap": "pipeline.datasets.iemocap",
     "table": "pipeline.datasets.table",
 }
-
-# Each adapter checks the values of its own block when it reads it.
-DemoKeys = keys_block("DemoKeys", ["seed", "dialogues", "turns", "people", "labels", "label_weights",
-                                   "stay_probability",
-                                   ("cue_fidelity", keys_block("CueFidelityKeys", ["text", "audio", "visual"])),
-                                   "split", "width", "height", "fps"])
-MeldKeys = keys_block("MeldKeys", ["csv", "clips"])  # split names: checked by the MELD adapter
-IemocapKeys = keys_block("IemocapKeys", ["labels", "dev_dialogues", "dev_seed", "layout"])
-TableKeys = keys_block("TableKeys", ["path", "columns"])  # manifest fields: checked by the table adapter
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,10 +31,10 @@ class DatasetConfig:
     name: str = setting(choices=tuple(ADAPTERS))
     root: str | None = setting()  # `prepare` refuses an empty one
     media: bool = True  # false: a text-only run (transcripts without recordings)
-    demo: DemoKeys | None = None
-    meld: MeldKeys | None = None
-    iemocap: IemocapKeys | None = None
-    table: TableKeys | None = None
+    demo: DemoConfig | None = None  # each adapter's block, declared beside the adapter that reads it
+    meld: MeldConfig | None = None
+    iemocap: IemocapConfig | None = None
+    table: TableConfig | None = None
 
 
 AdapterFn = Callable[[Mapping[str, Any], Path], CorpusManifest]

@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import pandas as pd
 
+from core.config import parse_block
 from pipeline.config import ConfigError
+
+T = TypeVar("T")
 
 
 class RowFailure(NamedTuple):
@@ -28,6 +31,11 @@ class CorpusManifest:
     failures: list[RowFailure] = field(default_factory=list)
     # rows left out on purpose, not failures (e.g. IEMOCAP labels outside the class set): reason -> count
     excluded: dict[str, int] = field(default_factory=dict)
+
+
+def adapter_config(cls: type[T], dataset_params: Mapping[str, Any], name: str) -> T:
+    """`dataset.<name>` parsed by its adapter's config class (a missing block: its required keys are named)."""
+    return parse_block(cls, dataset_params.get(name) or {}, f"dataset.{name}")
 
 
 def uses_media(dataset_params: Mapping[str, Any]) -> bool:

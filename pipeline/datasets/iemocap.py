@@ -21,13 +21,15 @@ import random
 import re
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from pipeline.config import ConfigError, choice, section
-from pipeline.datasets.base import CorpusManifest, RowFailure
+from core.config import setting
+from pipeline.config import ConfigError
+from pipeline.datasets.base import CorpusManifest, RowFailure, adapter_config
 from pipeline.datasets.encoding import read_text, repair_text
 from pipeline.schema import MANIFEST_COLUMNS, MANIFEST_OPTIONAL_COLUMNS, SPLITS
 
@@ -102,11 +104,8 @@ def seat_of(dialogue_id: str, speaker: str) -> str:
 
 def build_manifest(dataset_params: Mapping[str, Any], root: Path) -> CorpusManifest:
     """Utterances with a label in `dataset.iemocap.labels`; others are counted in `excluded`."""
-    params = {"dataset": dataset_params}
-    labels = _labels(section(params, "dataset.iemocap.labels"))
-    dev_count = _whole_number(section(params, "dataset.iemocap.dev_dialogues"), "dataset.iemocap.dev_dialogues")
-    dev_seed = _whole_number(section(params, "dataset.iemocap.dev_seed"), "dataset.iemocap.dev_seed")
-    layout = choice(section(params, "dataset.iemocap").get("layout", "release"), "dataset.iemocap.layout", LAYOUTS)
+    cfg = adapter_config(IemocapConfig, dataset_params, "iemocap")
+    labels, dev_count, dev_seed, layout = cfg.labels, cfg.dev_dialogues, cfg.dev_seed, cfg.layout
     root = Path(root)
     if layout == "tables":
         return _from_tables(root, labels)
@@ -214,17 +213,22 @@ def _session_number(folder_name: str) -> int:
     return int(match.group(0)) if match else -1
 
 
-def _labels(value: Any) -> list[str]:
+def _labels_problem(value: Any) -> str | None:
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"params.yaml: 'dataset.iemocap.labels' must be a non-empty list of label names "
-                          f"(e.g. {', '.join(DEFAULT_LABELS)}), got {value!r}")
-    labels = [v.strip().lower() for v in value]
-    if len(set(labels)) != len(labels):
-        raise ConfigError(f"params.yaml: 'dataset.iemocap.labels' lists a label twice: {value!r}")
-    return labels
+        return f"must be a non-empty list of label names (e.g. {', '.join(DEFAULT_LABELS)}), got {value!r}"
+    if len({v.strip().lower() for v in value}) != len(value):
+        return f"lists a label twice: {value!r}"
+    return None
 
 
-def _whole_number(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"params.yaml: '{key}' must be a whole number >= 0, got {value!r}")
-    return value
+@dataclass(frozen=True)
+class IemocapConfig:
+    """`dataset.iemocap`: the class set (lower-cased), the dev share of sessions 1-4, and the layout."""
+
+    labels: list[str] = setting(check=_labels_problem)
+    dev_dialogues: int = setting(min=0)  # dialogues of sessions 1-4 drawn for dev (session 5 is test)
+    dev_seed: int = setting(min=0)
+    layout: str = setting("release", choices=LAYOUTS)  # release: the corpus folders; tables: the reference CSVs
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "labels", [v.strip().lower() for v in self.labels])

@@ -12,13 +12,14 @@ import io
 import math
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pandas as pd
 
-from pipeline.config import ConfigError, section
-from pipeline.datasets.base import CorpusManifest, RowFailure, uses_media
+from pipeline.config import ConfigError
+from pipeline.datasets.base import CorpusManifest, RowFailure, adapter_config, uses_media
 from pipeline.datasets.encoding import read_text, repair_text
 from pipeline.schema import MANIFEST_COLUMNS, SPLITS
 
@@ -67,10 +68,9 @@ def read_split(csv_path: Path, split: str, clips_dir: str) -> tuple[pd.DataFrame
 
 def build_manifest(dataset_params: Mapping[str, Any], root: Path) -> CorpusManifest:
     """Every utterance of the configured splits; a row whose clip is missing becomes a failure."""
-    params = {"dataset": dataset_params}
     media = uses_media(dataset_params)
-    csv_names = _split_mapping(section(params, "dataset.meld.csv"), "dataset.meld.csv")
-    clip_dirs = _split_mapping(section(params, "dataset.meld.clips"), "dataset.meld.clips")
+    cfg = adapter_config(MeldConfig, dataset_params, "meld")
+    csv_names, clip_dirs = cfg.csv.named(), cfg.clips.named()
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"params.yaml: 'dataset.root' is {root}, which is not a folder "
@@ -117,13 +117,24 @@ def load_reference_tables(folder: str | Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _split_mapping(value: Any, key: str) -> dict[str, str]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"params.yaml: '{key}' must map splits ({', '.join(SPLITS)}) to names, got {value!r}")
-    unknown = [k for k in value if k not in SPLITS]
-    if unknown:
-        raise ConfigError(f"params.yaml: '{key}.{unknown[0]}' is not a split; allowed keys: {', '.join(SPLITS)}")
-    return {split: str(name) for split, name in value.items() if name}
+@dataclass(frozen=True)
+class SplitNames:
+    """A file or folder name per split (null or left out: that split is not read)."""
+
+    train: str | None = None
+    dev: str | None = None
+    test: str | None = None
+
+    def named(self) -> dict[str, str]:
+        return {split: name for split in SPLITS if (name := getattr(self, split))}
+
+
+@dataclass(frozen=True)
+class MeldConfig:
+    """`dataset.meld`: the official CSV of each split and the folder of its clips, under `dataset.root`."""
+
+    csv: SplitNames
+    clips: SplitNames
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

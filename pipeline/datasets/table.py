@@ -19,13 +19,15 @@ import io
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from pipeline.config import ConfigError, section
-from pipeline.datasets.base import CorpusManifest, RowFailure
+from core.config import setting
+from pipeline.config import ConfigError
+from pipeline.datasets.base import CorpusManifest, RowFailure, adapter_config
 from pipeline.datasets.encoding import read_text, repair_text
 from pipeline.schema import MANIFEST_COLUMNS
 
@@ -66,8 +68,8 @@ def read_table(path: Path) -> pd.DataFrame:
 
 def build_manifest(dataset_params: Mapping[str, Any], root: Path) -> CorpusManifest:
     """One manifest row per table row; rows with unreadable times become failures."""
-    params = {"dataset": dataset_params}
-    path_value = section(params, "dataset.table.path")
+    cfg = adapter_config(TableConfig, dataset_params, "table")
+    path_value = cfg.path
     if not path_value:
         raise ConfigError("params.yaml: 'dataset.table.path' is not set; point it at a CSV or Parquet table with "
                           "one row per utterance")
@@ -76,7 +78,7 @@ def build_manifest(dataset_params: Mapping[str, Any], root: Path) -> CorpusManif
     if not path.is_file():
         raise ConfigError(f"params.yaml: 'dataset.table.path': {path} not found")
     table = read_table(path).reset_index(drop=True)
-    columns = _column_map(section(params, "dataset.table.columns"), table, path)
+    columns = _column_map(cfg.columns or {}, table, path)
 
     frame = pd.DataFrame(index=table.index)
     for name in ("speaker", "text", "label"):
@@ -110,18 +112,30 @@ def build_manifest(dataset_params: Mapping[str, Any], root: Path) -> CorpusManif
     return CorpusManifest(frame=frame, root=root, labels=_labels(frame), failures=failures)
 
 
-def _column_map(value: Any, table: pd.DataFrame, path: Path) -> dict[str, str]:
-    """Manifest field -> table column, failing by key name when a required column is absent."""
+def _columns_problem(value: Any) -> str | None:
     if value is None:
-        value = {}
+        return None
     if not isinstance(value, Mapping):
-        raise ConfigError(f"params.yaml: 'dataset.table.columns' must map manifest fields to column names, "
-                          f"got {value!r}")
+        return f"must map manifest fields to column names, got {value!r}"
     allowed = (*REQUIRED, *OPTIONAL)
     unknown = [key for key in value if key not in allowed]
     if unknown:
-        raise ConfigError(f"params.yaml: 'dataset.table.columns.{unknown[0]}' is not a manifest field; "
-                          f"allowed keys: {', '.join(allowed)}")
+        return f"names {unknown[0]!r}, which is not a manifest field; allowed keys: {', '.join(allowed)}"
+    return None
+
+
+@dataclass(frozen=True)
+class TableConfig:
+    """`dataset.table`: the table (CSV, TSV or Parquet, relative to `dataset.root`) and which of its
+    columns hold each manifest field (a field left out is read from the column of its own name)."""
+
+    path: str | None = None  # `build_manifest` refuses an empty one
+    columns: dict[str, str | None] | None = setting(None, check=_columns_problem)
+
+
+def _column_map(value: Mapping[str, Any], table: pd.DataFrame, path: Path) -> dict[str, str]:
+    """Manifest field -> table column, failing by key name when a required column is absent."""
+    allowed = (*REQUIRED, *OPTIONAL)
     have = [str(c) for c in table.columns]
     mapped: dict[str, str] = {}
     for name in allowed:

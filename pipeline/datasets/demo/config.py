@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pipeline.config import ConfigError, positive
+from core.config import ConfigError, parse_block, setting
 from pipeline.datasets.demo.faces import EXPRESSIONS
 from pipeline.datasets.demo.text import TEMPLATES
 from pipeline.datasets.demo.voice import PROSODY
@@ -19,20 +19,89 @@ MAX_FACE = 140  # px; faces are LFW photos upscaled ~5x
 MIN_FACE = 48  # px; smaller faces are unreliable for the face detector
 
 
+def _range_problem(low: int, high: int) -> Any:
+    def problem(value: Any) -> str | None:
+        ok = (isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2
+              and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+              and low <= value[0] <= value[1] <= high)
+        return None if ok else f"must be [min, max] integers within {low}..{high}, got {value!r}"
+    return problem
+
+
+def _weights_problem(value: Any) -> str | None:
+    ok = isinstance(value, Sequence) and not isinstance(value, str)
+    ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in value)
+    if not ok or sum(value) <= 0:
+        return f"must be non-negative numbers with a positive sum, got {value!r}"
+    return None
+
+
+def _labels_problem(value: Any) -> str | None:
+    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) < 2:
+        return f"must list at least two emotions, got {value!r}"
+    for label in value:
+        if label not in KNOWN_EMOTIONS:
+            return f"has {label!r}; allowed values: {', '.join(KNOWN_EMOTIONS)}"
+    if len(set(value)) != len(value):
+        return f"lists an emotion twice: {value!r}"
+    return None
+
+
+@dataclass(frozen=True)
+class CueFidelity:
+    """The probability that each modality shows the utterance's own label (else another label's cue)."""
+
+    text: float = setting(min=0, max=1)
+    audio: float = setting(min=0, max=1)
+    visual: float = setting(min=0, max=1)
+
+    def __post_init__(self) -> None:
+        for modality in MODALITIES:
+            object.__setattr__(self, modality, float(getattr(self, modality)))
+
+    def of(self, modality: str) -> float:
+        return float(getattr(self, modality))
+
+
 @dataclass(frozen=True)
 class DemoConfig:
-    seed: int
-    dialogues: int
-    turns: tuple[int, int]
-    people: tuple[int, int]
-    labels: tuple[str, ...]
-    label_weights: tuple[float, ...]
-    stay_probability: float
-    cue_fidelity: dict[str, float]
-    split: tuple[float, float, float]
-    width: int
-    height: int
-    fps: float
+    """Every key of `dataset.demo` (all required): what the generator renders, and how hard it is."""
+
+    seed: int = setting(min=0)
+    dialogues: int = setting(min=3)
+    turns: tuple[int, int] = setting(check=_range_problem(1, 200))
+    people: tuple[int, int] = setting(check=_range_problem(1, 4))
+    labels: tuple[str, ...] = setting(check=_labels_problem)
+    label_weights: tuple[float, ...] = setting(check=_weights_problem)  # one per label
+    stay_probability: float = setting(min=0, max=1)
+    cue_fidelity: CueFidelity
+    split: tuple[float, float, float] = setting(check=_weights_problem)  # train, dev, test shares
+    width: int = setting(min=64)
+    height: int = setting(min=64)
+    fps: float = setting(positive=True)
+
+    def __post_init__(self) -> None:
+        def keep(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        keep("turns", (int(self.turns[0]), int(self.turns[1])))
+        keep("people", (int(self.people[0]), int(self.people[1])))
+        keep("labels", tuple(self.labels))
+        keep("label_weights", tuple(float(v) for v in self.label_weights))
+        keep("stay_probability", float(self.stay_probability))
+        keep("split", tuple(float(v) for v in self.split))
+        keep("fps", float(self.fps))
+        if len(self.label_weights) != len(self.labels):
+            raise ConfigError.at("label_weights", f"must give {len(self.labels)} weights, one per label, "
+                                 f"got {list(self.label_weights)}")
+        if len(self.split) != 3 or min(self.split) <= 0:
+            raise ConfigError.at("split", f"needs a positive train, dev and test share, got {list(self.split)}")
+        for name in ("width", "height"):
+            if getattr(self, name) % 2:
+                raise ConfigError.at(name, f"must be even (H.264 yuv420p), got {getattr(self, name)}")
+        if self.face_size < MIN_FACE:
+            raise ConfigError.at("width", f"x height = {self.width}x{self.height} leaves faces of {self.face_size} px "
+                                 f"for {self.people[1]} people; faces need at least {MIN_FACE} px")
 
     @property
     def face_size(self) -> int:
@@ -43,102 +112,6 @@ class DemoConfig:
         return asdict(self)
 
 
-def _key(name: str) -> str:
-    return f"{KEY}.{name}"
-
-
-def _int(params: Mapping[str, Any], name: str, minimum: int) -> int:
-    value = _get(params, name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"params.yaml: '{_key(name)}' must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _get(params: Mapping[str, Any], name: str) -> Any:
-    if name not in params:
-        raise ConfigError(f"params.yaml: missing key '{_key(name)}'")
-    return params[name]
-
-
-def _range(params: Mapping[str, Any], name: str, low: int, high: int) -> tuple[int, int]:
-    value = _get(params, name)
-    ok = (
-        isinstance(value, Sequence)
-        and len(value) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-        and low <= value[0] <= value[1] <= high
-    )
-    if not ok:
-        raise ConfigError(
-            f"params.yaml: '{_key(name)}' must be [min, max] integers within {low}..{high}, got {value!r}"
-        )
-    return int(value[0]), int(value[1])
-
-
-def _probability(value: Any, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ConfigError(f"params.yaml: '{key}' must be a probability in [0, 1], got {value!r}")
-    return float(value)
-
-
-def _weights(value: Any, key: str, length: int) -> tuple[float, ...]:
-    ok = isinstance(value, Sequence) and len(value) == length
-    ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in value)
-    if not ok or sum(value) <= 0:
-        raise ConfigError(
-            f"params.yaml: '{key}' must be {length} non-negative numbers with a positive sum, got {value!r}"
-        )
-    return tuple(float(v) for v in value)
-
-
-def parse(params: Mapping[str, Any]) -> DemoConfig:
+def parse(params: Any) -> DemoConfig:
     """Validate the `dataset.demo` mapping; raise ConfigError naming the first bad key."""
-    if not isinstance(params, Mapping):
-        raise ConfigError(f"params.yaml: '{KEY}' must be a mapping")
-    labels = _get(params, "labels")
-    if not isinstance(labels, Sequence) or isinstance(labels, str) or len(labels) < 2:
-        raise ConfigError(f"params.yaml: '{_key('labels')}' must list at least two emotions, got {labels!r}")
-    for label in labels:
-        if label not in KNOWN_EMOTIONS:
-            raise ConfigError(
-                f"params.yaml: '{_key('labels')}' has {label!r}; allowed values: {', '.join(KNOWN_EMOTIONS)}"
-            )
-    if len(set(labels)) != len(labels):
-        raise ConfigError(f"params.yaml: '{_key('labels')}' lists an emotion twice: {labels!r}")
-    fidelity = _get(params, "cue_fidelity")
-    if not isinstance(fidelity, Mapping):
-        raise ConfigError(f"params.yaml: '{_key('cue_fidelity')}' must map {', '.join(MODALITIES)} to probabilities")
-    cues = {}
-    for modality in MODALITIES:
-        if modality not in fidelity:
-            raise ConfigError(f"params.yaml: missing key '{_key('cue_fidelity')}.{modality}'")
-        cues[modality] = _probability(fidelity[modality], f"{_key('cue_fidelity')}.{modality}")
-    split = _weights(_get(params, "split"), _key("split"), 3)
-    if min(split) <= 0:
-        raise ConfigError(
-            f"params.yaml: '{_key('split')}' needs a positive train, dev and test share, got {list(split)}"
-        )
-    width, height = _int(params, "width", 64), _int(params, "height", 64)
-    for name, value in (("width", width), ("height", height)):
-        if value % 2:
-            raise ConfigError(f"params.yaml: '{_key(name)}' must be even (H.264 yuv420p), got {value}")
-    config = DemoConfig(
-        seed=_int(params, "seed", 0),
-        dialogues=_int(params, "dialogues", 3),
-        turns=_range(params, "turns", 1, 200),
-        people=_range(params, "people", 1, 4),
-        labels=tuple(labels),
-        label_weights=_weights(_get(params, "label_weights"), _key("label_weights"), len(labels)),
-        stay_probability=_probability(_get(params, "stay_probability"), _key("stay_probability")),
-        cue_fidelity=cues,
-        split=split,
-        width=width,
-        height=height,
-        fps=float(positive(_get(params, "fps"), _key("fps"))),
-    )
-    if config.face_size < MIN_FACE:
-        raise ConfigError(
-            f"params.yaml: '{_key('width')}' x '{_key('height')}' = {width}x{height} leaves faces of "
-            f"{config.face_size} px for {config.people[1]} people; faces need at least {MIN_FACE} px"
-        )
-    return config
+    return parse_block(DemoConfig, params, KEY)

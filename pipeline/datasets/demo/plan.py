@@ -2,7 +2,7 @@
 
 Planning is cheap and sequential, so every random choice comes from one seeded generator and the
 corpus is the same whatever order the dialogues are later rendered in. Each utterance's label is
-shown by every modality independently: with probability `cue_fidelity[m]` modality m shows the
+shown by every modality independently: with probability `cue_fidelity.<m>` modality m shows the
 true emotion, otherwise another label's cue, so each modality alone is informative but imperfect.
 """
 
@@ -123,7 +123,7 @@ def _plan_dialogue(
         else:
             label = config.labels[int(rng.choice(len(config.labels), p=weights))]
         last_emotion[speaker] = label
-        cues = {m: _cue(label, config.labels, config.cue_fidelity[m], rng) for m in MODALITIES}
+        cues = {m: _cue(label, config.labels, config.cue_fidelity.of(m), rng) for m in MODALITIES}
         listeners = []
         for seat in range(n_people):
             if seat != speaker and rng.random() < LISTENER_MOVES:
