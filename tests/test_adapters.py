@@ -135,7 +135,7 @@ def test_meld_configuration_errors_name_the_key(tmp_path):
     (root / "dev_sent_emo.csv").unlink()
     with pytest.raises(ConfigError, match=r"dataset\.meld\.csv\.dev"):
         meld.build_manifest(dataset_params(), root)
-    with pytest.raises(ConfigError, match=r"unknown key .dataset\.meld\.csv\.valid.*allowed keys in .dataset\.meld\.csv.: train, dev, test"):
+    with pytest.raises(ConfigError, match=r"unknown key .dataset\.meld\.csv\.valid.*: train, dev, test"):
         meld.build_manifest(dataset_params(meld__csv={"valid": "x.csv"}), root)
     with pytest.raises(ConfigError, match=r"dataset\.meld\.clips\.train"):
         meld.build_manifest(dataset_params(meld__csv={"train": "train_sent_emo.csv"},
@@ -350,7 +350,7 @@ def test_table_configuration_errors(tmp_path):
         table.build_manifest(dataset_params(table__path=None), tmp_path)
     with pytest.raises(ConfigError, match=r"dataset\.table\.path.*not found"):
         table.build_manifest(dataset_params(table__path=str(tmp_path / "none.csv")), tmp_path)
-    with pytest.raises(ConfigError, match=r"dataset\.table\.columns. names .mood., which is not a manifest field; allowed keys"):
+    with pytest.raises(ConfigError, match=r"columns. names .mood., which is not a manifest field"):
         table.build_manifest(dataset_params(table__path=str(path), table__columns={"mood": "emotion"}), tmp_path)
     (tmp_path / "t.xlsx").write_bytes(b"")
     with pytest.raises(ConfigError, match=r"allowed file types"):
