@@ -37,13 +37,13 @@ from typing import Any
 
 import yaml
 
-from pipeline import logs
+from pipeline import logs, paths
 from pipeline.config import ConfigError, load_params
+from pipeline.speaker_methods import LEARNED_METHODS
 
 FEATURES_DIR = "data/features"
 MODELS_DIR = "artifacts/models"
-LIPSYNC_DIR = "artifacts/lipsyncnet"
-LIPSYNC_METHODS = ("auto", "lipsyncnet", "fused")  # speaker methods that read the LipSyncNet checkpoint
+LIPSYNC_DIR = paths.LIPSYNC_DIR.as_posix()
 LIPSYNC_PARAMS = ("lipsync.max_offset", "lipsync.search_offset", "lipsync.score", "lipsync.device")
 MODEL_STAGES = {"train": "models", "evaluate": "models", "refine": "refine", "evaluate_refined": "refine"}
 SLOT = "in{}"
@@ -104,7 +104,7 @@ def foreach_items(params: Mapping[str, Any]) -> dict[str, dict[str, dict[str, An
 
 
 def speaker_reads_lipsync(params: Mapping[str, Any]) -> bool:
-    return (params.get("speaker") or {}).get("method", "auto") in LIPSYNC_METHODS
+    return (params.get("speaker") or {}).get("method", "auto") in LEARNED_METHODS
 
 
 # ---------------------------------------------------------------- comparing with dvc.yaml

@@ -33,12 +33,6 @@ def test_the_committed_dvc_yaml_is_in_sync_with_params(base_params):
     assert dag.render(DVC_YAML.read_text(), base_params) == DVC_YAML.read_text()
 
 
-def test_the_lipsync_methods_are_the_speaker_stage_s(base_params):
-    from pipeline.stages.speaker import LEARNED_METHODS
-
-    assert set(dag.LIPSYNC_METHODS) == set(LEARNED_METHODS)
-
-
 def test_rendering_follows_a_change_of_inputs_and_keeps_the_rest(base_params):
     params = copy.deepcopy(base_params)
     params["models"]["fusion_gru"]["inputs"] = ["text", "audio", "visual", "text_seq"]

@@ -34,6 +34,7 @@ from pipeline.ledger import Failure, write_stage_ledger
 from pipeline.media import MediaError
 from pipeline.runner import Runner
 from pipeline.schema import CROPS_SCHEMA, SPEAKER_SCHEMA
+from pipeline.speaker_methods import LEARNED_METHODS
 from pipeline.speaker_select import SCORERS, TrackScorer, UtteranceContext, build_scorer, choose
 from pipeline.speaker_truth import truth_agreement
 from pipeline.tables import concat_tables, read_frame, write_atomic
@@ -113,7 +114,6 @@ def speaker_for_media(media: Path, rows: pd.DataFrame, faces_by_utt: Mapping[str
     return speaker_rows, crop_rows, failures
 
 
-LEARNED_METHODS = ("auto", "lipsyncnet", "fused")  # methods that read the LipSyncNet checkpoint
 
 
 def _scorer_fingerprint(method: str) -> str | None:
