@@ -1,4 +1,6 @@
-"""`python -m pipeline <stage> [arg]`: the one entry point every `dvc.yaml` stage calls.
+"""`python -m pipeline <stage> [arg]` (or `merc <stage> [arg]`): the one entry point every `dvc.yaml` stage calls.
+
+`merc predict VIDEO` runs a trained model on one new recording instead (`pipeline.predict`).
 
 The stage reports to a monitor when one is installed and can report (the Prefect monitor in
 `flows/`, registered as an entry point, reports when a Prefect server answers or
@@ -29,6 +31,11 @@ log = logging.getLogger("pipeline")
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["predict"]:  # `merc predict VIDEO ...`: one recording, outside the DAG
+        from pipeline.predict.__main__ import main as predict
+
+        return predict(argv)
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     parser.add_argument("stage", choices=sorted(STAGE_MODULES))
     parser.add_argument("arg", nargs="?", default=None, help="feature key or model name for per-item stages")

@@ -80,24 +80,31 @@ def total_loss(
 
 
 @torch.no_grad()
+def dialogue_logits(
+    model: nn.Module, dialogues: Sequence[Dialogue], inputs: Sequence[str], batch_dialogues: int, device: str
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """utt_ids, true labels (IGNORE_INDEX where unlabeled) and class logits [N, C] of every utterance."""
+    model.eval()
+    utt_ids: list[str] = []
+    truth: list[np.ndarray] = []
+    logits: list[np.ndarray] = []
+    for batch in iter_batches(dialogues, inputs, batch_dialogues):
+        output = model(batch.to(device)).logits.float().cpu().numpy()
+        for row, ids in enumerate(batch.utt_ids):
+            utt_ids.extend(ids)
+            truth.append(batch.labels[row, : len(ids)].numpy())
+            logits.append(output[row, : len(ids)])
+    if not utt_ids:
+        return [], np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+    return utt_ids, np.concatenate(truth), np.concatenate(logits)
+
+
 def predict_dialogues(
     model: nn.Module, dialogues: Sequence[Dialogue], inputs: Sequence[str], batch_dialogues: int, device: str
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """utt_ids, true labels (IGNORE_INDEX where unlabeled) and predicted classes of every utterance."""
-    model.eval()
-    utt_ids: list[str] = []
-    truth: list[np.ndarray] = []
-    predicted: list[np.ndarray] = []
-    for batch in iter_batches(dialogues, inputs, batch_dialogues):
-        output = model(batch.to(device))
-        best = output.logits.argmax(dim=-1).cpu().numpy()
-        for row, ids in enumerate(batch.utt_ids):
-            utt_ids.extend(ids)
-            truth.append(batch.labels[row, : len(ids)].numpy())
-            predicted.append(best[row, : len(ids)])
-    if not utt_ids:
-        return [], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    return utt_ids, np.concatenate(truth), np.concatenate(predicted)
+    utt_ids, truth, logits = dialogue_logits(model, dialogues, inputs, batch_dialogues, device)
+    return utt_ids, truth, logits.argmax(axis=-1) if utt_ids else np.zeros(0, dtype=np.int64)
 
 
 def score_split(
