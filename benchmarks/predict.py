@@ -55,7 +55,8 @@ def matches(truth: pd.DataFrame, segments: Sequence[Segment]) -> list[int | None
     """Per truth utterance, the index of a segment whose both ends lie within TOLERANCE (None: none)."""
     found: list[int | None] = []
     for start, end in zip(truth.start, truth.end):
-        hits = [i for i, s in enumerate(segments) if abs(s.start - start) <= TOLERANCE and abs(s.end - end) <= TOLERANCE]
+        hits = [i for i, s in enumerate(segments)
+                if abs(s.start - start) <= TOLERANCE and abs(s.end - end) <= TOLERANCE]
         found.append(hits[0] if hits else None)
     return found
 
