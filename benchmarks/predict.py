@@ -18,7 +18,8 @@ its utterances come from voice-activity detection and its text from the offline 
    segments and the recognised text each cost. Accuracies come with 95 % Wilson intervals.
 3. **Speed.** Wall seconds over video seconds (the real-time factor) per dialogue, on this machine.
 
-Writes `benchmarks/results/predict.json` and prints the table.
+Writes `benchmarks/results/predict.json` (and the README's timeline picture, `docs/predict_timeline.png`,
+from the first test dialogue) and prints the table.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -42,9 +44,11 @@ sys.path.insert(0, str(PROJECT))
 
 from pipeline.manifest import read_manifest  # noqa: E402
 from pipeline.media import read_audio  # noqa: E402
+from pipeline.predict.outputs import write_timelines  # noqa: E402
 from pipeline.predict.run import PredictOptions, predict  # noqa: E402
 from pipeline.predict.segments import SAMPLE_RATE, Segment, VadSettings, speech_segments  # noqa: E402
 from pipeline.provenance import provenance  # noqa: E402
+from pipeline.readme_tables import RENDERERS  # noqa: E402
 from pipeline.training.metrics import wilson_interval  # noqa: E402
 
 TOLERANCE = 0.3  # seconds, at both ends
@@ -83,7 +87,7 @@ def accuracy(hits: int, total: int) -> dict[str, Any]:
 
 
 def evaluate(workspace: Path, model: str, dialogues: dict[str, tuple[Path, pd.DataFrame]], vad: VadSettings,
-             asr: str, scratch: Path) -> dict[str, Any]:
+             asr: str, scratch: Path, figure: Path | None = None) -> dict[str, Any]:
     own = pd.read_parquet(workspace / "metrics" / model / "predictions.parquet")
     own = own[own.split == "test"]
     own_correct = (own.label == own.predicted).groupby(own.utt_id).mean()  # share of seeds right
@@ -95,6 +99,9 @@ def evaluate(workspace: Path, model: str, dialogues: dict[str, tuple[Path, pd.Da
         seconds = time.perf_counter() - started
         speed.append({"dialogue": dialogue, "seconds": round(seconds, 1), "duration": blind.info["duration"],
                       "real_time_factor": round(seconds / blind.info["duration"], 2)})
+        if figure is not None and not figure.exists() and not blind.frame.empty:
+            figure.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(write_timelines(blind.frame, blind.labels, blind.info["duration"], scratch)[0], figure)
         segments = [Segment(r.start, r.end) for r in blind.frame.itertuples()]
         found = matches(truth, segments)
         srt = scratch / f"{dialogue}.csv"
@@ -133,24 +140,6 @@ def split_dialogues(workspace: Path, split: str, limit: int | None) -> dict[str,
             for d, rows in frame[frame.dialogue_id.isin(chosen)].groupby("dialogue_id")}
 
 
-def table(result: dict[str, Any]) -> str:
-    test = result["test"]
-
-    def cell(block: dict[str, Any]) -> str:
-        low, high = block["ci95"] or (None, None)
-        return f"{block['accuracy']:.1f} [{low:.1f}, {high:.1f}] (n={block['n']})"
-
-    lines = ["| measure | value |", "|---|---|",
-             f"| utterances whose both ends are within 0.3 s (test) | {cell(test['boundaries_within_0.3s'])} |",
-             f"| emotion accuracy, pipeline's own cuts (`dvc repro`) | {cell(test['pipeline_cuts'])} |",
-             f"| emotion accuracy, `merc predict` with the transcript | {cell(test['predict_with_transcript'])} |",
-             f"| emotion accuracy, `merc predict` from VAD + recogniser | {cell(test['predict_vad_asr'])} |",
-             f"| ... on the utterances it matched | {cell(test['predict_vad_asr_matched_only'])} |",
-             f"| real-time factor (wall / video seconds), mean and max | {test['real_time_factor']['mean']:.2f}, "
-             f"{test['real_time_factor']['max']:.2f} |"]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workspace", type=Path, required=True, help="a finished demo workspace (make demo)")
@@ -158,17 +147,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--asr", default="auto")
     parser.add_argument("--dialogues", type=int, default=None, help="at most this many dialogues per split")
     parser.add_argument("--out", type=Path, default=PROJECT / "benchmarks" / "results")
+    parser.add_argument("--figure", type=Path, default=PROJECT / "docs" / "predict_timeline.png",
+                        help="where the first test dialogue's first timeline is copied (README's picture)")
     options = parser.parse_args(argv)
     workspace = options.workspace.resolve()
     vad, grid = tune(split_dialogues(workspace, "dev", options.dialogues))
     test = split_dialogues(workspace, "test", options.dialogues)
     with tempfile.TemporaryDirectory(prefix="merc-predict-") as scratch:
-        result = evaluate(workspace, options.model, test, vad, options.asr, Path(scratch))
+        options.figure.unlink(missing_ok=True)
+        result = evaluate(workspace, options.model, test, vad, options.asr, Path(scratch), options.figure)
     report = {**provenance({"model": options.model, "asr": options.asr, "tolerance_s": TOLERANCE}),
               "benchmark": "predict", "vad_chosen_on_dev": asdict(vad), "vad_grid_dev": grid, "test": result}
     options.out.mkdir(parents=True, exist_ok=True)
     (options.out / "predict.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(table(report))
+    print(RENDERERS["predict"](options.out))
     return 0
 
 

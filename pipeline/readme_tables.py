@@ -39,6 +39,7 @@ FRONT_END_RESULTS = "speaker_front_end.json"
 PIPELINE_RESULTS = "pipeline.json"
 EXTRACTORS_RESULTS = "extractors.json"
 ABLATIONS_RESULTS = "ablations.json"
+PREDICT_RESULTS = "predict.json"
 # How to make a results file that is not `python benchmarks/<name>.py`.
 MAKERS = {DEMO_RESULTS: "`make demo` (its last step is `python -m pipeline.report --demo-json "
                         "benchmarks/results/demo.json`)"}
@@ -336,6 +337,32 @@ def pipeline_timings(results: Path) -> str:
               f"{_cell(row['peak_rss_mib'], 0)} |" for row in report["stages"]]
     lines += [f"| total | {_cell(report['total_seconds'])} | | |", "",
               f"{report['utterances']} utterances. Source: {_provenance(report, PIPELINE_RESULTS)}"]
+    return "\n".join(lines)
+
+
+@renderer("predict")
+def predict(results: Path) -> str:
+    """`merc predict` on the demo's test videos: boundaries, emotion accuracy beside the pipeline's own, speed."""
+    report = _load(results, PREDICT_RESULTS)
+    test = report["test"]
+
+    def share(block: dict) -> str:
+        low, high = block["ci95"] or (0.0, 0.0)
+        return f"{block['accuracy']:.1f} [{low:.1f}, {high:.1f}] (n={block['n']})"
+
+    speed = test["real_time_factor"]
+    lines = ["| measure (demo test dialogues, model `" + report["params"]["model"] + "`) | % [95% CI] |",
+             "|---|---|",
+             f"| utterances whose start and end are both within 0.3 s of a found segment | "
+             f"{share(test['boundaries_within_0.3s'])} |",
+             f"| emotion accuracy on the pipeline's own cuts (`dvc repro`) | {share(test['pipeline_cuts'])} |",
+             f"| emotion accuracy, `merc predict` with the transcript | {share(test['predict_with_transcript'])} |",
+             f"| emotion accuracy, `merc predict` from speech alone (VAD + {test['recogniser'].split('+')[-1]}) | "
+             f"{share(test['predict_vad_asr'])} |",
+             f"| ... on the utterances it found | {share(test['predict_vad_asr_matched_only'])} |",
+             "", f"Real-time factor (wall seconds per video second): mean {speed['mean']:.2f}, worst "
+             f"{speed['max']:.2f}. VAD settings chosen on the dev dialogues: `{report['vad_chosen_on_dev']}`. "
+             f"Source: {_provenance(report, PREDICT_RESULTS)}"]
     return "\n".join(lines)
 
 
