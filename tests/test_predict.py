@@ -176,3 +176,16 @@ def test_a_model_whose_extractor_cannot_be_loaded_is_refused_by_name(project, ne
 def test_an_unknown_model_names_the_trained_ones(project, new_video, tmp_path):
     with pytest.raises(ConfigError, match=rf"no trained model 'nope'.*trained models: .*{MODEL}"):
         predict(PredictOptions(new_video[0], tmp_path, "nope", project=project))
+
+
+def test_a_real_voxceleb2_clip_gets_all_three_outputs(project, shared_data, tmp_path, monkeypatch, capsys):
+    clip = shared_data / "clips" / "voxceleb2" / "pcavs_00015.mp4"
+    out = tmp_path / "vox"
+    monkeypatch.chdir(project)
+    assert predict_main(["predict", str(clip), "--model", MODEL, "--out", str(out), "--workers", "1"]) == 0
+    table = pd.read_csv(out / "predictions.csv")
+    assert len(table) >= 1 and table.emotion.isin(LABELS).all()
+    assert (table.track_id >= 0).any()  # the person's face was found and chosen
+    assert table.text.notna().any()  # PocketSphinx heard something
+    assert list(out.glob("timeline_*.png"))
+    assert probe(out / "annotated.mp4").frame_count == probe(clip).frame_count
