@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 
 from pipeline.face_detect import LandmarkModel
-from pipeline.media import iter_frames
 from pipeline.mouths import MIN_LANDMARK_PROB, FaceRegion, aligned_mouths, onet_patch, steady_landmarks
 from pipeline.speaker_select import TrackClip, mouth_patch
 from pipeline.tracking import box_at
+from pipeline.video_readers import read_frames
 
 DEFAULT_LIP_SIZE = (32, 48)  # (height, width) of the aligned grey mouth crops
 LANDMARK_SMOOTHING = 5  # frames of moving average over the landmarks (0.2 s at 25 fps)
@@ -165,11 +165,12 @@ class _Collector:
 
 
 def collect_clips(media: Path, requests: list[ClipRequest], lip_size: tuple[int, int] = DEFAULT_LIP_SIZE,
-                  crop_size: int = 0, device: str = "cpu") -> Iterator[CollectedUtterance]:
+                  crop_size: int = 0, device: str = "cpu", reader: str = "pyav") -> Iterator[CollectedUtterance]:
     """Decode `media` once for all `requests` (one utterance each), yielding each utterance when complete.
 
     Utterances may overlap in time (IEMOCAP turns do); a frame is handed to every utterance that
     wants it. Raises MediaError when the file cannot be decoded; utterances already yielded stand.
+    `reader` names the decoder (`pipeline.video_readers`).
     """
     if not requests:
         return
@@ -177,7 +178,7 @@ def collect_clips(media: Path, requests: list[ClipRequest], lip_size: tuple[int,
     landmarks = LandmarkModel(device)
     pending = sorted((_Collector(r, lip_size, crop_size, landmarks) for r in requests), key=lambda c: c.last)
     wanted = set().union(*(c.wanted for c in pending))
-    for frame, image in iter_frames(media, wanted, fps):
+    for frame, image in read_frames(media, wanted, fps, reader):
         grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         for collector in pending:
             if frame in collector.wanted:

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from extractors import TextItem
 from extractors.base import SAMPLE_RATE
-from pipeline.media import iter_frames
+from pipeline.video_readers import read_frames
 
 CHUNK_UTTERANCES = 64
 
@@ -110,9 +110,9 @@ def span_indices(span: FrameSpan, budget: int | None) -> list[int]:
     return [span.start_frame + int(i) for i in np.linspace(0, count - 1, num=budget).round().astype(int)]
 
 
-def read_span(span: FrameSpan, budget: int | None) -> list[np.ndarray]:
-    """The span's sampled full frames as RGB uint8 arrays, in time order."""
-    return [image for _, image in iter_frames(span.media, span_indices(span, budget), span.fps)]
+def read_span(span: FrameSpan, budget: int | None, reader: str = "pyav") -> list[np.ndarray]:
+    """The span's sampled full frames as RGB uint8 arrays, in time order, decoded by `reader`."""
+    return [image for _, image in read_frames(span.media, span_indices(span, budget), span.fps, reader)]
 
 
 def decode_crops(crops: Sequence[tuple[int, bytes]]) -> list[np.ndarray]:

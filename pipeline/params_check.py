@@ -38,6 +38,7 @@ BLOCKS: dict[str, str | type | None] = {
     "refine": None,  # per procedure, below
     "train": "pipeline.training.config:TrainConfig",
     "run": "pipeline.runner:RunConfig",
+    "video": "pipeline.video_readers:VideoConfig",
 }
 
 

@@ -40,6 +40,7 @@ PIPELINE_RESULTS = "pipeline.json"
 EXTRACTORS_RESULTS = "extractors.json"
 ABLATIONS_RESULTS = "ablations.json"
 PREDICT_RESULTS = "predict.json"
+READERS_RESULTS = "video_readers.json"
 # How to make a results file that is not `python benchmarks/<name>.py`.
 MAKERS = {DEMO_RESULTS: "`make demo` (its last step is `python -m pipeline.report --demo-json "
                         "benchmarks/results/demo.json`)"}
@@ -388,6 +389,22 @@ def extractors(results: Path) -> str:
                   f"{_cell(r['utt_per_s'])} |" for name, r in transcripts["corpora"].items()]
         lines += ["", f"{transcripts['extractor']}; peak RSS {_cell(transcripts['peak_rss_mb'], 0)} MB."]
     lines += ["", f"Source: {_provenance(report, EXTRACTORS_RESULTS)}"]
+    return "\n".join(lines)
+
+
+@renderer("video_readers")
+def video_readers(results: Path) -> str:
+    """Each video reader on the stages' access patterns: speed beside PyAV's, frames delivered, pixels."""
+    report = _load(results, READERS_RESULTS)
+    lines = ["| access pattern | reader | frames delivered / wanted | frames/s | speed vs PyAV | "
+             "frames identical to PyAV's | largest mean abs difference |", "|---|---|---|---|---|---|---|"]
+    for row in report["rows"]:
+        speed = "-" if row["speed_vs_pyav"] is None else f"{row['speed_vs_pyav']:.2f}x"
+        lines.append(f"| {row['pattern']} | `{row['reader']}` | {row['frames']} / {row['frames_wanted']} | "
+                     f"{_cell(row['frames_per_second'], 0)} | {speed} | {100 * row['identical_share']:.1f}% | "
+                     f"{row['max_mean_abs_difference']:.2f} |")
+    lines += ["", f"{report['clips']} real clips; best of {report['params']['repeats']} runs. "
+                  f"Source: {_provenance(report, READERS_RESULTS)}"]
     return "\n".join(lines)
 
 

@@ -97,7 +97,7 @@ def test_the_generator_command_rewrites_and_checks(tmp_path, base_params):
     assert dag.main(argv) == 0
     assert dag.main([*argv, "--check"]) == 0
     speaker = yaml.safe_load((tmp_path / "dvc.yaml").read_text())["stages"]["speaker"]
-    assert "artifacts/lipsyncnet" not in speaker["deps"] and speaker["params"] == ["speaker"]
+    assert "artifacts/lipsyncnet" not in speaker["deps"] and speaker["params"] == ["speaker", "video"]
 
 
 # ---------------------------------------------------------------- DVC's own view

@@ -24,11 +24,12 @@ from pipeline.face_detect import FaceDetector
 from pipeline.file_hash import file_hash
 from pipeline.item_guard import guarded
 from pipeline.ledger import Failure, write_stage_ledger
-from pipeline.media import MediaError, iter_frames
+from pipeline.media import MediaError
 from pipeline.runner import Runner
 from pipeline.schema import FACES_SCHEMA
 from pipeline.tables import concat_tables, read_frame, write_atomic
 from pipeline.tracking import track_faces
+from pipeline.video_readers import read_frames, video_reader
 
 STAGE = "faces"
 
@@ -60,8 +61,8 @@ def sample_frames(start_frame: int, end_frame: int, fps: float, sample_fps: floa
     return frames or [start_frame + count // 2]
 
 
-def _faces_for_media(media: Path, rows: pd.DataFrame, cfg: dict[str, Any], detector: FaceDetector
-                     ) -> tuple[pa.Table, list[Failure]]:
+def _faces_for_media(media: Path, rows: pd.DataFrame, cfg: dict[str, Any], detector: FaceDetector,
+                     reader: str = "pyav") -> tuple[pa.Table, list[Failure]]:
     wanted = {row.utt_id: sample_frames(row.start_frame, row.end_frame, row.fps, cfg["sample_fps"])
               for row in rows.itertuples(index=False)}
     all_frames = sorted({f for frames in wanted.values() for f in frames})
@@ -76,7 +77,7 @@ def _faces_for_media(media: Path, rows: pd.DataFrame, cfg: dict[str, Any], detec
         batch_images.clear()
 
     try:
-        for frame, image in iter_frames(media, all_frames, float(rows.fps.iloc[0])):
+        for frame, image in read_frames(media, all_frames, float(rows.fps.iloc[0]), reader):
             batch_frames.append(frame)
             batch_images.append(image)
             if len(batch_images) >= cfg["batch_size"]:
@@ -109,19 +110,23 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     settings = parse_block(FacesConfig, cfg, "faces")
     device = resolve_device(settings.device, "faces.device")
     detector = FaceDetector(device, float(settings.threshold), settings.min_face_size, settings.detect_width)
+    reader = video_reader(params)
     cuts = read_frame(paths.CUTS)
     failures = [Failure(STAGE, u, "no video stream") for u in cuts.loc[~cuts.has_video, "utt_id"]]
     video_cuts = cuts[cuts.has_video]
     code = code_fingerprint(__name__)
-    cache = PartCache(STAGE, recorded(settings), code)
+    cache = PartCache(STAGE, {**recorded(settings), "video_reader": reader}, code)
     groups = [(Path(media), rows) for media, rows in video_cuts.groupby("media", sort=True)]
 
     def work(item: tuple[Path, pd.DataFrame]) -> tuple[pa.Table, list[Failure]]:
         media, rows = item
         fingerprint = {"media": file_hash(media),
                        "utts": rows[["utt_id", "start_frame", "end_frame"]].astype(str).values.tolist()}
-        return guarded(STAGE, rows.utt_id,
-                       lambda: cache.get_or_compute(fingerprint, lambda: _faces_for_media(media, rows, cfg, detector)),
+
+        def compute() -> tuple[pa.Table, list[Failure]]:
+            return _faces_for_media(media, rows, cfg, detector, reader)
+
+        return guarded(STAGE, rows.utt_id, lambda: cache.get_or_compute(fingerprint, compute),
                        lambda failures: (FACES_SCHEMA.empty_table(), failures))
 
     results = runner.map(work, groups, name=STAGE)
@@ -130,7 +135,8 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
         failures.extend(item_failures)
     faces = concat_tables(tables, FACES_SCHEMA).sort_by([("utt_id", "ascending"), ("track_id", "ascending"),
                                                   ("frame", "ascending")])
-    write_atomic(faces, paths.FACES, {"stage": STAGE, "config": cfg, "device": device, "code_version": code})
+    write_atomic(faces, paths.FACES, {"stage": STAGE, "config": cfg, "video_reader": reader, "device": device,
+                                      "code_version": code})
     write_stage_ledger(STAGE, failures, len(cuts), params["run"]["max_failure_ratio"])
     with_faces = len(set(faces.column("utt_id").to_pylist()))
     sampled = sum(len(sample_frames(r.start_frame, r.end_frame, r.fps, cfg["sample_fps"]))

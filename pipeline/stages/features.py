@@ -58,6 +58,7 @@ from pipeline.media import MediaError
 from pipeline.runner import Runner
 from pipeline.tables import concat_tables, read_frame, vector_table, write_atomic
 from pipeline.text_items import text_items
+from pipeline.video_readers import video_reader
 
 NO_CROPS = "no face crops for the active speaker"
 SUPPORTED_INPUTS = ("text", "waveform", "face_frames", "full_frames")
@@ -91,10 +92,11 @@ def build_for_key(params: dict[str, Any], feature_key: str | None) -> Extractor:
 class ChunkWorker:
     """Featurises one chunk through the part cache; per-utterance problems become failures."""
 
-    def __init__(self, feature_key: str, extractor: Extractor, crops: CropStore | None) -> None:
+    def __init__(self, feature_key: str, extractor: Extractor, crops: CropStore | None, reader: str = "pyav") -> None:
         self.stage = stage_name(feature_key)
         self.extractor = extractor
         self.crops = crops
+        self.reader = reader
         self.cache = PartCache(self.stage, extractor_identity(extractor), extractor_code(extractor))
 
     def fingerprint(self, chunk: Chunk) -> list[Any]:
@@ -107,7 +109,7 @@ class ChunkWorker:
         if consumes == "full_frames":
             budget = self.extractor.frame_budget
             return [[u, s.media, file_hash(s.media) if Path(s.media).is_file() else "missing", s.fps,
-                     span_indices(s, budget)] for u, s in zip(chunk.utt_ids, chunk.spans)]
+                     span_indices(s, budget), self.reader] for u, s in zip(chunk.utt_ids, chunk.spans)]
         return [[u, self.crops.fingerprint(u)] for u in chunk.utt_ids]
 
     def __call__(self, chunk: Chunk) -> tuple[pa.Table, list[Failure]]:
@@ -156,7 +158,7 @@ class ChunkWorker:
         if span.end_frame <= span.start_frame:
             return None, Failure(self.stage, utt_id, f"empty frame range [{span.start_frame}, {span.end_frame})")
         try:
-            images = read_span(span, self.extractor.frame_budget)
+            images = read_span(span, self.extractor.frame_budget, self.reader)
         except (MediaError, OSError) as error:
             return None, Failure(self.stage, utt_id, f"cannot read frames of {span.media}: {error}")
         if not images:
@@ -287,7 +289,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
         for ids in make_chunks(manifest, wanted)
     ]
     crops = CropStore(paths.CROPS) if consumes == "face_frames" else None
-    worker = ChunkWorker(feature_key, extractor, crops)
+    worker = ChunkWorker(feature_key, extractor, crops, video_reader(params))
     try:
         results = runner.map(worker, chunks, name=stage)
     except ExtractorConfigError as error:

@@ -59,6 +59,7 @@ from pipeline.scorer_choice import MIN_TRACKS, HeldOutTrack, choose_scorer
 from pipeline.speaker_select import LipSyncScorer, MouthMotionScorer, UtteranceContext
 from pipeline.tables import read_frame
 from pipeline.training.lipsync import offset_recovery, pair_accuracy, train_model
+from pipeline.video_readers import video_reader
 
 STAGE = "lipsync_train"
 
@@ -79,8 +80,8 @@ class UtteranceTracks:
 
 
 def _material_for_media(media: Path, rows: pd.DataFrame, faces_by_utt: Mapping[str, pd.DataFrame],
-                        dialogues: Mapping[str, str], config: LipSyncConfig, dev_dialogues: set[str]
-                        ) -> tuple[list[UtteranceTracks], dict[str, np.ndarray], list[Failure]]:
+                        dialogues: Mapping[str, str], config: LipSyncConfig, dev_dialogues: set[str],
+                        reader: str = "pyav") -> tuple[list[UtteranceTracks], dict[str, np.ndarray], list[Failure]]:
     cuts = {cut.utt_id: cut for cut in rows.itertuples(index=False)}
     requests = [ClipRequest(c.utt_id, int(c.start_frame), int(c.end_frame), float(c.fps), float(c.start),
                             tracks_of(faces_by_utt[c.utt_id]), [], True)
@@ -88,7 +89,7 @@ def _material_for_media(media: Path, rows: pd.DataFrame, faces_by_utt: Mapping[s
     motion = MouthMotionScorer()
     material, mels, problems = [], {}, []
     try:
-        for item in collect_clips(media, requests, (config.mouth_height, config.mouth_width)):
+        for item in collect_clips(media, requests, (config.mouth_height, config.mouth_width), reader=reader):
             cut = cuts[item.request.utt_id]
             clips = [c for c in item.clips if c.lips is not None and len(c.lips)]
             if not clips:
@@ -191,6 +192,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     config = settings.model_config()
     splits, min_coverage, bootstrap_margin = options.splits, options.min_coverage, options.bootstrap_margin
     rounds, max_utterances = options.rounds, options.max_utterances
+    reader = video_reader(params)
 
     from pipeline.manifest import read_manifest
 
@@ -210,7 +212,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     def read_media(item: tuple[str, pd.DataFrame]) -> tuple[list, dict, list[Failure]]:
         return guarded(STAGE, item[1].utt_id,
                        lambda: _material_for_media(Path(item[0]), item[1], faces_by_utt, dialogues, config,
-                                                   dev_dialogues),
+                                                   dev_dialogues, reader),
                        lambda failures: ([], {}, failures))
 
     results = runner.map(read_media, list(cuts.groupby("media", sort=True)), name=f"{STAGE}: mouths")

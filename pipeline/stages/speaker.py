@@ -38,6 +38,7 @@ from pipeline.speaker_methods import LEARNED_METHODS
 from pipeline.speaker_select import SCORERS, TrackScorer, UtteranceContext, build_scorer, choose
 from pipeline.speaker_truth import truth_agreement
 from pipeline.tables import concat_tables, read_frame, write_atomic
+from pipeline.video_readers import video_reader
 
 STAGE = "speaker"
 
@@ -74,7 +75,7 @@ def _jpeg_rows(utt_id: str, crops: Mapping[int, np.ndarray]) -> list[dict[str, A
 
 def speaker_for_media(media: Path, rows: pd.DataFrame, faces_by_utt: Mapping[str, pd.DataFrame],
                       scorer: TrackScorer, cfg: Mapping[str, Any], method: str,
-                      contexts: Mapping[str, str]
+                      contexts: Mapping[str, str], reader: str = "pyav"
                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[Failure]]:
     """Choose the speaker of every utterance (a row of `cuts`) of one media file, decoding it once."""
     cuts = {cut.utt_id: cut for cut in rows.itertuples(index=False)}
@@ -91,7 +92,7 @@ def speaker_for_media(media: Path, rows: pd.DataFrame, faces_by_utt: Mapping[str
     failures: list[Failure] = []
     done: set[str] = set()
     try:
-        for item in collect_clips(media, requests, lip_size, int(cfg["crop_size"])):
+        for item in collect_clips(media, requests, lip_size, int(cfg["crop_size"]), reader=reader):
             cut = cuts[item.request.utt_id]
             done.add(cut.utt_id)
             try:
@@ -130,6 +131,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     scorer_cfg = {**cfg, "lipsync": params.get("lipsync") or {}}
     scorer = build_scorer(scorer_cfg)
     method = getattr(scorer, "name", cfg["method"])  # `auto` records the scorer it delegates to
+    reader = video_reader(params)
     cuts = read_frame(paths.CUTS)
     faces = read_frame(paths.FACES)
     faces_by_utt = {u: rows for u, rows in faces.groupby("utt_id", sort=False)}
@@ -137,7 +139,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
     video_cuts = cuts[cuts.has_video]
     cache_cfg = {**cfg, "scorer": _scorer_fingerprint(cfg["method"]),
                  "max_offset": (params.get("lipsync") or {}).get("max_offset") if cfg["method"] in LEARNED_METHODS
-                 else None}
+                 else None, "video_reader": reader}
     code = code_fingerprint(__name__)
     speaker_cache = PartCache(STAGE, cache_cfg, code)
     crops_cache = PartCache(f"{STAGE}-crops", cache_cfg, code)
@@ -159,7 +161,7 @@ def run(params: dict[str, Any], runner: Runner, arg: str | None = None) -> dict[
         if cached is not None and cached_crops is not None:
             return cached[0], cached_crops[0], cached[1]
         speaker_rows, crop_rows, failures = speaker_for_media(Path(media), rows, utt_faces, scorer, cfg, method,
-                                                              contexts)
+                                                              contexts, reader)
         speakers = pa.Table.from_pylist(speaker_rows, schema=SPEAKER_SCHEMA)
         crops_table = pa.Table.from_pylist(crop_rows, schema=CROPS_SCHEMA)
         crops_cache.store(key, crops_table, [])
