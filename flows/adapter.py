@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 
 from flows.watch import ServerWatch
 from pipeline.hooks import Hooks, TqdmHook
-from pipeline.runner import PlainRunner
+from pipeline.runner import PlainRunner, run_config
 from pipeline.stages import get_stage
+from pipeline.task_runners import TaskBatch
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -140,11 +141,15 @@ class PrefectRunner:
     server, maps run on a `PlainRunner` instead.
     """
 
-    def __init__(self, stage_key: str, watch: ServerWatch, workers: int) -> None:
+    def __init__(self, stage_key: str, watch: ServerWatch, workers: int, by_file: bool = False) -> None:
         self.stage_key = stage_key
         self.watch = watch
         self.workers = workers
+        self.by_file = by_file  # other processes run the tasks: they exchange file paths (pipeline.task_runners)
         self.hook = Hooks(TqdmHook(), PrefectArtifactHook(stage_key, watch))
+
+    def close(self) -> None:
+        pass
 
     def map(self, fn: Callable[[T], R], items: Sequence[T], name: str) -> list[R]:
         if self.watch.lost.is_set():
@@ -154,19 +159,32 @@ class PrefectRunner:
         from prefect.futures import as_completed
 
         items = list(items)
+        batch = TaskBatch(fn) if self.by_file else None
         try:
-            work = task(fn, name=name, cache_policy=NO_CACHE, persist_result=False)
-            futures = [work.with_options(task_run_name=f"{name}-{index}").submit(item)
-                       for index, item in enumerate(items)]
+            if batch:
+                from flows.remote_task import run_item  # by reference: no per-stage options
+
+                futures = [run_item.submit(*batch.args(index, item)) for index, item in enumerate(items)]
+            else:
+                work = task(fn, name=name, cache_policy=NO_CACHE, persist_result=False)
+                futures = [work.with_options(task_run_name=f"{name}-{index}").submit(item)
+                           for index, item in enumerate(items)]
         except Exception as error:  # Prefect could not take the work: do it here
+            if batch:
+                batch.close()
             self.watch.declare_lost(f"tasks not submitted: {type(error).__name__}: {error}")
             return PlainRunner(self.workers, hook=self.hook).map(fn, items, name)
         index_of = {id(future): index for index, future in enumerate(futures)}
         results: list[R | None] = [None] * len(items)
         self.hook(name, completed=0, total=len(items))
-        for done, future in enumerate(as_completed(futures), 1):
-            results[index_of[id(future)]] = future.result()
-            self.hook(name, completed=done, total=len(items))
+        try:
+            for done, future in enumerate(as_completed(futures), 1):
+                result = future.result()
+                results[index_of[id(future)]] = batch.load(result) if batch else result
+                self.hook(name, completed=done, total=len(items))
+        finally:
+            if batch:
+                batch.close()
         return results  # type: ignore[return-value]
 
 
@@ -194,6 +212,15 @@ class _Owner:
             return self.value == who
 
 
+_BODIES: dict[str, Callable[[], dict[str, Any]]] = {}  # stage key -> the running flow's body
+
+
+def _run_body(stage_key: str) -> dict[str, Any]:
+    """The flow's function. Module-level, and holding no state itself: Prefect ships the flow with every
+    task it sends to Dask or Ray, and the body's state (locks, the server watch) cannot be pickled."""
+    return _BODIES[stage_key]()
+
+
 def run_stage_as_flow(stage: str, arg: str | None, params: dict[str, Any], api: str,
                       watch: ServerWatch | None = None) -> dict[str, Any]:
     """Run `stage` inside a Prefect flow reporting to `api`; fall back to a plain run on any failure."""
@@ -203,7 +230,8 @@ def run_stage_as_flow(stage: str, arg: str | None, params: dict[str, Any], api: 
     # (pipeline.env names them in PREFECT_LOGGING_EXTRA_LOGGERS)
     os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
     name = stage if arg is None else f"{stage}@{arg}"
-    workers = int(params.get("run", {}).get("workers", 2))
+    run_cfg = run_config(params)
+    workers = run_cfg.workers
     watch = (watch or ServerWatch(api, name)).start()
     stage_fn = get_stage(stage)
     owner = _Owner()
@@ -216,12 +244,10 @@ def run_stage_as_flow(stage: str, arg: str | None, params: dict[str, Any], api: 
 
             from flows.runtime import task_runner
 
-            @flow(name=f"stage-{stage}", flow_run_name=name.replace("@", "-"), task_runner=task_runner(workers),
-                  log_prints=False, validate_parameters=False)
-            def stage_flow() -> dict[str, Any]:
+            def body() -> dict[str, Any]:
                 if not owner.claim("flow"):
                     return {}
-                runner = PrefectRunner(name, watch, workers)
+                runner = PrefectRunner(name, watch, workers, by_file=run_cfg.runner != "threads")
                 with runner.hook:
                     try:
                         box["summary"] = stage_fn(params, runner, arg)
@@ -231,12 +257,18 @@ def run_stage_as_flow(stage: str, arg: str | None, params: dict[str, Any], api: 
                     runner.hook(name, box["summary"])
                 return box["summary"]
 
+            _BODIES[name] = body
+            stage_flow = flow(_run_body, name=f"stage-{stage}", flow_run_name=name.replace("@", "-"),
+                              task_runner=task_runner(run_cfg), log_prints=False, validate_parameters=False)
+
             run_tags = [t for t in (os.environ.get("PIPELINE_RUN_TAG"), os.environ.get("DVC_STAGE")) if t]
             api_settings = {PREFECT_API_URL: api} if api else {}  # also when Prefect was imported earlier
             with temporary_settings(updates=api_settings), tags(*run_tags):
-                stage_flow()
+                stage_flow(name)
         except BaseException as error:  # reported to the caller's thread below
             box["error"] = error
+        finally:
+            _BODIES.pop(name, None)
 
     flow_thread = _start_in_context(run_flow, f"flow-{name}")
     finished_at: float | None = None

@@ -1,36 +1,33 @@
-"""The Prefect task runner a stage flow uses, chosen by environment so stage code never changes.
+"""The Prefect task runner a stage flow uses: the one `run.runner` names, so stage code never changes.
 
-`PIPELINE_TASK_RUNNER`: thread (default), process, dask (needs prefect-dask; `DASK_ADDRESS` for an
-existing cluster) or ray (needs prefect-ray; `RAY_ADDRESS`). `PIPELINE_WORKERS` sets the pool size.
+threads -> ThreadPoolTaskRunner, processes -> ProcessPoolTaskRunner, dask -> prefect-dask's
+DaskTaskRunner (on `run.address`, else a local cluster of `run.workers` single-threaded processes),
+ray -> prefect-ray's RayTaskRunner (on `run.address`, else a local Ray instance).
 """
 
 from __future__ import annotations
 
-import os
-
-from pipeline.config import ConfigError
-
-RUNNERS = ("thread", "process", "dask", "ray")
+from pipeline.runner import RunConfig
 
 
-def task_runner(default_workers: int = 2):
-    kind = os.environ.get("PIPELINE_TASK_RUNNER", "thread")
-    workers = int(os.environ.get("PIPELINE_WORKERS", default_workers))
-    if kind == "thread":
+def task_runner(cfg: RunConfig):
+    if cfg.runner == "threads":
         from prefect.task_runners import ThreadPoolTaskRunner
 
-        return ThreadPoolTaskRunner(max_workers=workers)
-    if kind == "process":
+        return ThreadPoolTaskRunner(max_workers=cfg.workers)
+    if cfg.runner == "processes":
         from prefect.task_runners import ProcessPoolTaskRunner
 
-        return ProcessPoolTaskRunner(max_workers=workers)
-    if kind == "dask":
-        from prefect_dask import DaskTaskRunner  # optional extra: pip install prefect-dask
+        return ProcessPoolTaskRunner(max_workers=cfg.workers)
+    if cfg.runner == "dask":
+        from prefect_dask import DaskTaskRunner
 
-        address = os.environ.get("DASK_ADDRESS")
-        return DaskTaskRunner(address=address) if address else DaskTaskRunner(cluster_kwargs={"n_workers": workers})
-    if kind == "ray":
-        from prefect_ray import RayTaskRunner  # optional extra: pip install prefect-ray
+        if cfg.address:
+            return DaskTaskRunner(address=cfg.address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": cfg.workers, "threads_per_worker": 1,
+                                              "processes": True, "dashboard_address": None})
+    from prefect_ray import RayTaskRunner
 
-        return RayTaskRunner(address=os.environ.get("RAY_ADDRESS"))
-    raise ConfigError(f"PIPELINE_TASK_RUNNER is {kind!r}; allowed values: {', '.join(RUNNERS)}")
+    if cfg.address:
+        return RayTaskRunner(address=cfg.address)
+    return RayTaskRunner(init_kwargs={"num_cpus": cfg.workers, "include_dashboard": False})

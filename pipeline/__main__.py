@@ -24,7 +24,7 @@ from pipeline.item_guard import DiskFull, disk_full, is_disk_full
 from pipeline.ledger import FailureRatioExceeded
 from pipeline.monitor import StageMonitor, find_monitor
 from pipeline.params_check import check_params
-from pipeline.runner import PlainRunner
+from pipeline.runner import make_runner
 from pipeline.stages import STAGE_MODULES, get_stage
 
 log = logging.getLogger("pipeline")
@@ -56,8 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         if monitor is not None:
             summary = monitor.run(options.stage, options.arg, params)
         else:
-            summary = get_stage(options.stage)(params, PlainRunner(params.get("run", {}).get("workers", 2)),
-                                               options.arg)
+            runner = make_runner(params)
+            try:
+                summary = get_stage(options.stage)(params, runner, options.arg)
+            finally:
+                runner.close()
         summary = {"stage": name, "seconds": round(time.perf_counter() - started, 2), **(summary or {})}
         print(json.dumps(summary, default=str))
     except ConfigError as error:

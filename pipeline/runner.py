@@ -1,31 +1,44 @@
 """How a stage runs its work: `map` over videos or chunks, reporting through its hook.
 
 Stage code only sees this protocol: `runner.map(...)` for the work and `runner.hook(...)`
-(`pipeline.hooks`) for progress it measures itself (epochs, folds). `PlainRunner` (threads +
-progress bar) is the default; the Prefect runner in `flows/adapter.py` implements the same protocol
-with one task per item and a hook that also feeds Prefect's artifacts.
+(`pipeline.hooks`) for progress it measures itself (epochs, folds). `run.runner` picks where items
+run: `PlainRunner` (threads + progress bar, the default) or `pipeline.task_runners.DistributedRunner`
+(a process pool, Dask or Ray); the Prefect runner in `flows/adapter.py` implements the same protocol
+with one task per item on the matching Prefect task runner and a hook that also feeds Prefect's
+artifacts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from core.config import setting
+from core.config import ConfigError, parse_block, setting
 from pipeline.hooks import ProgressHook, TqdmHook
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
+RUNNERS = ("threads", "processes", "dask", "ray")
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunConfig:
-    """The `run` block: threads per stage, and the share of failed utterances a stage may leave."""
+    """The `run` block: where a stage's items run and how many at once, and the share of failed
+    utterances a stage may leave. DVC tracks none of it: every runner gives the same outputs."""
 
-    workers: int = setting(2, runtime=True)
-    max_failure_ratio: float = setting()
+    workers: int = setting(2, runtime=True, positive=True)
+    max_failure_ratio: float = setting(0.5, min=0, max=1)
+    runner: str = setting("threads", runtime=True, choices=RUNNERS)
+    address: str | None = setting(None, runtime=True)  # an existing Dask scheduler or Ray cluster
+
+    def __post_init__(self) -> None:
+        if self.address and self.runner not in ("dask", "ray"):
+            raise ConfigError.at("address", f"names a cluster, which only runner dask or ray uses (runner is "
+                                            f"{self.runner!r})")
 
 
 class Runner(Protocol):
@@ -35,6 +48,10 @@ class Runner(Protocol):
         """Apply `fn` to every item; results come back in item order."""
         ...
 
+    def close(self) -> None:
+        """Release what the runner started (a cluster); a no-op for threads."""
+        ...
+
 
 class PlainRunner:
     """Threads (torch, ffmpeg and OpenSMILE release the GIL) and a stderr progress bar."""
@@ -42,6 +59,15 @@ class PlainRunner:
     def __init__(self, workers: int = 2, hook: ProgressHook | None = None) -> None:
         self.workers = max(1, int(workers))
         self.hook: ProgressHook = hook if hook is not None else TqdmHook()
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> PlainRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def map(self, fn: Callable[[T], R], items: Sequence[T], name: str) -> list[R]:
         items = list(items)
@@ -60,3 +86,17 @@ class PlainRunner:
                 slots[futures[future]] = future.result()
                 self.hook(name, completed=done, total=total)
         return slots  # type: ignore[return-value]
+
+
+def run_config(params: Mapping[str, Any]) -> RunConfig:
+    return parse_block(RunConfig, params.get("run") or {}, "run")
+
+
+def make_runner(params: Mapping[str, Any], hook: ProgressHook | None = None) -> Runner:
+    """The runner `run.runner` names; close it (`close()`, or `with`) to stop a cluster it started."""
+    cfg = run_config(params)
+    if cfg.runner == "threads":
+        return PlainRunner(cfg.workers, hook)
+    from pipeline.task_runners import DistributedRunner
+
+    return DistributedRunner(cfg.runner, cfg.workers, cfg.address, hook)

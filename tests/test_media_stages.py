@@ -201,13 +201,13 @@ def test_speaker_with_lipsyncnet_decodes_each_video_once_and_scores_every_track(
     calls: list[str] = []
     from pipeline import clips as clip_module
 
-    real = clip_module.iter_frames
+    real = clip_module.read_frames
 
-    def counting(path, wanted, fps):
+    def counting(path, wanted, fps, reader="pyav"):
         calls.append(str(path))
-        return real(path, wanted, fps)
+        return real(path, wanted, fps, reader)
 
-    monkeypatch.setattr(clip_module, "iter_frames", counting)
+    monkeypatch.setattr(clip_module, "read_frames", counting)
     summary = speaker.run(params, PlainRunner(workers=1, hook=silent_hook))
     assert summary["method"] == "lipsyncnet"
     assert sorted(calls) == sorted(set(calls)), "a media file was decoded more than once"

@@ -69,6 +69,20 @@ def test_stage_becomes_a_flow_run_with_a_task_per_item(prefect_server, fake_stag
     assert {"fake-x-square", "fake-x-summary"} <= keys
 
 
+@pytest.mark.parametrize("runner", ["dask", "ray"])
+def test_run_runner_sends_the_flows_tasks_to_a_local_cluster(prefect_server, monkeypatch, tmp_path, runner):
+    _, api = prefect_server
+    monkeypatch.setenv("PREFECT_API_URL", api)
+    monkeypatch.chdir(tmp_path)  # the tasks' function and result files go under .cache/runner here
+    def pid_stage(params, runner, arg=None):
+        return {"pids": sorted(set(runner.map(lambda x: os.getpid(), ITEMS, name="pid")))}
+
+    monkeypatch.setattr(adapter, "get_stage", lambda name: pid_stage)
+    summary = adapter.run_stage_as_flow("pids", runner, {"run": {"workers": 2, "runner": runner}}, api)
+    assert summary["pids"] and os.getpid() not in summary["pids"]  # the items ran in the cluster's workers
+    assert not any((tmp_path / ".cache" / "runner").iterdir())  # every task's files were read back and removed
+
+
 def test_a_stage_error_under_prefect_is_raised_not_rerun(prefect_server, monkeypatch):
     """A bug in the stage is the stage's failure, not a monitoring failure: no second, plain attempt."""
     _, api = prefect_server
