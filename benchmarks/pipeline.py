@@ -12,17 +12,15 @@ Seconds include DVC's own overhead per call (about half a second).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from benchmarks.workspace import prepare_workspace, run_measured, stage_order  # noqa: E402
-from pipeline.provenance import provenance  # noqa: E402
+from benchmarks.workspace import measure_stages, prepare_workspace  # noqa: E402
+from pipeline.provenance import provenance, write_result  # noqa: E402
 
 
 def main() -> int:
@@ -37,19 +35,7 @@ def main() -> int:
     params = prepare_workspace(workdir, options.set)
     # as of the start: the checkout may change while the run goes on; the corpus is rendered from params
     origin = provenance(params)
-    rows = []
-    utterances = None
-    total_started = time.perf_counter()
-    for stage in stage_order(workdir):
-        seconds, peak, *_ = run_measured(["dvc", "repro", "--single-item", stage], workdir)
-        if utterances is None and (workdir / "data" / "manifest.parquet").exists():
-            import pyarrow.parquet as pq
-
-            utterances = pq.read_metadata(workdir / "data" / "manifest.parquet").num_rows
-        rows.append({"stage": stage, "seconds": round(seconds, 2), "peak_rss_mib": round(peak, 1),
-                     "utterances_per_second": round(utterances / seconds, 2) if utterances else None})
-        print(f"{stage:<28} {seconds:8.1f} s {peak:9.0f} MiB", flush=True)
-    total = time.perf_counter() - total_started
+    rows, utterances, total = measure_stages(workdir)
     print(f"\n{'stage':<28} {'seconds':>9} {'utt/s':>9} {'peak MiB':>9}")
     for row in rows:
         rate = "-" if row["utterances_per_second"] is None else f"{row['utterances_per_second']:.1f}"
@@ -59,10 +45,7 @@ def main() -> int:
         **origin, "benchmark": "pipeline", "utterances": utterances, "total_seconds": round(total, 1),
         "stages": rows, "overrides": options.set,
     }
-    out = Path(options.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "pipeline.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwritten to {out / 'pipeline.json'}; workspace kept at {workdir}")
+    print(f"\nwritten to {write_result(options.out, 'pipeline.json', result)}; workspace kept at {workdir}")
     return 0
 
 

@@ -28,7 +28,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from benchmarks.workspace import prepare_workspace, run_measured, stages_run, write_params  # noqa: E402
-from pipeline.provenance import provenance  # noqa: E402
+from pipeline.provenance import provenance, write_result  # noqa: E402
 
 DEFAULT_METHODS = ["auto", "lipsyncnet", "mouth_motion", "fused", "largest_face", "first_face"]
 
@@ -96,10 +96,8 @@ def main() -> int:
         "model_config": params["models"][options.model], "seeds": params["train"]["seeds"], "rows": rows,
         "overrides": options.set,
     }
-    out = Path(options.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "speaker_front_end.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwritten to {out / 'speaker_front_end.json'}; workspace kept at {workdir}")
+    path = write_result(options.out, "speaker_front_end.json", result)
+    print(f"\nwritten to {path}; workspace kept at {workdir}")
     return 0
 
 

@@ -22,7 +22,6 @@ table is rendered from it (`python -m pipeline.readme_tables`).
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from pipeline.media import probe  # noqa: E402
-from pipeline.provenance import provenance  # noqa: E402
+from pipeline.provenance import provenance, write_result  # noqa: E402
 from pipeline.video_readers import READER_NAMES, read_frames  # noqa: E402
 
 SAMPLE_FPS = 5.0
@@ -153,10 +152,7 @@ def main() -> int:
                       f"{row['frames_per_second']:8.1f} fr/s  identical {100 * row['identical_share']:5.1f}%  "
                       f"max diff {row['max_mean_abs_difference']:.2f}", flush=True)
     result = {**origin, "benchmark": "video_readers", "clips": len(clips), "rows": rows}
-    out = Path(options.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "video_readers.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written to {out / 'video_readers.json'}")
+    print(f"written to {write_result(options.out, 'video_readers.json', result)}")
     return 0
 
 

@@ -137,3 +137,23 @@ def _drain(process: subprocess.Popen, chunks: list[str]):
     thread = threading.Thread(target=read, daemon=True)
     thread.start()
     return thread
+
+
+def measure_stages(workdir: Path, echo: bool = True) -> tuple[list[dict[str, Any]], int | None, float]:
+    """Every stage of the workspace, each by `dvc repro --single-item` in dependency order: per stage the
+    wall seconds, peak RSS of its process tree and utterances per second; then the utterance count and
+    the total seconds."""
+    rows: list[dict[str, Any]] = []
+    utterances = None
+    started = time.perf_counter()
+    for stage in stage_order(workdir):
+        seconds, peak, *_ = run_measured(["dvc", "repro", "--single-item", stage], workdir)
+        if utterances is None and (workdir / "data" / "manifest.parquet").exists():
+            import pyarrow.parquet as pq
+
+            utterances = pq.read_metadata(workdir / "data" / "manifest.parquet").num_rows
+        rows.append({"stage": stage, "seconds": round(seconds, 2), "peak_rss_mib": round(peak, 1),
+                     "utterances_per_second": round(utterances / seconds, 2) if utterances else None})
+        if echo:
+            print(f"{stage:<28} {seconds:8.1f} s {peak:9.0f} MiB", flush=True)
+    return rows, utterances, time.perf_counter() - started

@@ -7,6 +7,7 @@ number can always be traced back to the code and the data that produced it.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import shlex
@@ -139,3 +140,11 @@ def provenance(
         "machine": machine(),
         "date": now(),
     }
+
+
+def write_result(folder: str | Path, name: str, result: Mapping[str, Any]) -> Path:
+    """`<folder>/<name>` as indented JSON (the form every `benchmarks/results/*.json` is committed in)."""
+    path = Path(folder) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return path

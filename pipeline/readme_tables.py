@@ -41,6 +41,7 @@ EXTRACTORS_RESULTS = "extractors.json"
 ABLATIONS_RESULTS = "ablations.json"
 PREDICT_RESULTS = "predict.json"
 READERS_RESULTS = "video_readers.json"
+SCALE_RESULTS = "scale.json"
 # How to make a results file that is not `python benchmarks/<name>.py`.
 MAKERS = {DEMO_RESULTS: "`make demo` (its last step is `python -m pipeline.report --demo-json "
                         "benchmarks/results/demo.json`)"}
@@ -405,6 +406,32 @@ def video_readers(results: Path) -> str:
                      f"{row['max_mean_abs_difference']:.2f} |")
     lines += ["", f"{report['clips']} real clips; best of {report['params']['repeats']} runs. "
                   f"Source: {_provenance(report, READERS_RESULTS)}"]
+    return "\n".join(lines)
+
+
+@renderer("scale")
+def scale(results: Path) -> str:
+    """Seconds per utterance and peak memory of every stage at two corpus sizes, and Prefect under many tasks."""
+    report = _load(results, SCALE_RESULTS)
+    small, large = report["sizes"]
+    lines = [f"| stage | s/utt at {small['utterances']} utt | s/utt at {large['utterances']} utt | time ratio | "
+             f"peak MiB at {small['utterances']} | peak MiB at {large['utterances']} | memory ratio |",
+             "|---|---|---|---|---|---|---|"]
+    for row in report["stages"]:
+        flags = ("" if row["time_linear"] else " (over)", "" if row["memory_flat"] else " (over)")
+        lines.append(f"| `{row['stage']}` | {row['seconds_per_utterance'][0]:.3f} | "
+                     f"{row['seconds_per_utterance'][1]:.3f} | {row['time_ratio']:.2f}{flags[0]} | "
+                     f"{row['peak_rss_mib'][0]:.0f} | {row['peak_rss_mib'][1]:.0f} | "
+                     f"{row['memory_ratio']:.2f}{flags[1]} |")
+    lines += ["", f"Limits: memory ratio <= {report['memory_limit']}, time ratio <= {report['time_limit']}; "
+                  f"every stage within: memory {'yes' if report['all_memory_flat'] else 'no'}, "
+                  f"time {'yes' if report['all_time_linear'] else 'no'}."]
+    prefect = report.get("prefect")
+    if prefect:
+        lines += ["", f"Prefect: a stage of {prefect['tasks']} items as a flow on a local server ran "
+                      f"{prefect['tasks_per_second']} tasks/s; the slowest `/health` answer during it took "
+                      f"{prefect['slowest_health_seconds']} s."]
+    lines += ["", f"Source: {_provenance(report, SCALE_RESULTS)}"]
     return "\n".join(lines)
 
 

@@ -1,0 +1,22 @@
+"""`benchmarks/scale.py` compares per-utterance seconds and peak memory of each stage between two sizes."""
+
+from __future__ import annotations
+
+from benchmarks.scale import compare
+
+
+def _size(utterances: int, stages: dict[str, tuple[float, float]]) -> dict:
+    return {"utterances": utterances,
+            "stages": [{"stage": name, "seconds": s, "peak_rss_mib": m} for name, (s, m) in stages.items()]}
+
+
+def test_ratios_are_per_utterance_time_and_peak_memory_with_the_limits_applied():
+    small = _size(100, {"faces": (10.0, 1000.0), "train": (5.0, 800.0), "only_small": (1.0, 1.0)})
+    large = _size(400, {"faces": (44.0, 1150.0), "train": (30.0, 1000.0)})
+    rows = {row["stage"]: row for row in compare(small, large)}
+    assert set(rows) == {"faces", "train"}  # a stage missing at one size is not compared
+    assert rows["faces"]["seconds_per_utterance"] == [0.1, 0.11]
+    assert (rows["faces"]["time_ratio"], rows["faces"]["memory_ratio"]) == (1.1, 1.15)
+    assert rows["faces"]["time_linear"] and rows["faces"]["memory_flat"]
+    assert (rows["train"]["time_ratio"], rows["train"]["memory_ratio"]) == (1.5, 1.25)
+    assert not rows["train"]["time_linear"] and not rows["train"]["memory_flat"]
