@@ -42,6 +42,7 @@ ABLATIONS_RESULTS = "ablations.json"
 PREDICT_RESULTS = "predict.json"
 READERS_RESULTS = "video_readers.json"
 SCALE_RESULTS = "scale.json"
+GPU_RESULTS = "gpu.json"
 # How to make a results file that is not `python benchmarks/<name>.py`.
 MAKERS = {DEMO_RESULTS: "`make demo` (its last step is `python -m pipeline.report --demo-json "
                         "benchmarks/results/demo.json`)"}
@@ -432,6 +433,26 @@ def scale(results: Path) -> str:
                       f"{prefect['tasks_per_second']} tasks/s; the slowest `/health` answer during it took "
                       f"{prefect['slowest_health_seconds']} s."]
     lines += ["", f"Source: {_provenance(report, SCALE_RESULTS)}"]
+    return "\n".join(lines)
+
+
+@renderer("gpu")
+def gpu(results: Path) -> str:
+    """Every stage on the device, training at fp32 and with mixed precision, extractors at fp32 and fp16."""
+    report = _load(results, GPU_RESULTS)
+    amp = {row["stage"]: row["seconds"] for row in report["train_amp"]}
+    lines = [f"| stage on `{report['device']}` | seconds | utterances/s | seconds with `train.amp` |",
+             "|---|---|---|---|"]
+    lines += [f"| `{row['stage']}` | {_cell(row['seconds'])} | {_cell(row['utterances_per_second'])} | "
+              f"{_cell(amp.get(row['stage']))} |" for row in report["stages"]]
+    lines += ["", "| extractor | dtype | batch | utterances/s | peak RSS (MB) | peak CUDA (MB) |",
+              "|---|---|---|---|---|---|"]
+    for row in report["extractors"]:
+        speed = _cell(row.get("utt_per_s")) if "error" not in row else f"failed: {row['error']}"
+        lines.append(f"| {row['extractor']} | {row['dtype']} | {row['batch_size']} | {speed} | "
+                     f"{_cell(row.get('peak_rss_mb'), 0)} | {_cell(row.get('peak_cuda_mb'), 0)} |")
+    lines += ["", f"{report['utterances']} utterances; seeds {', '.join(map(str, report['seeds']))} per `train@`. "
+                  f"Source: {_provenance(report, GPU_RESULTS)}"]
     return "\n".join(lines)
 
 
