@@ -24,8 +24,8 @@ from pipeline.item_guard import DiskFull, disk_full, is_disk_full
 from pipeline.ledger import FailureRatioExceeded
 from pipeline.monitor import StageMonitor, find_monitor
 from pipeline.params_check import check_params
-from pipeline.runner import make_runner
 from pipeline.stages import STAGE_MODULES, get_stage
+from pipeline.task_runners import make_runner
 
 log = logging.getLogger("pipeline")
 

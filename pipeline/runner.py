@@ -53,21 +53,25 @@ class Runner(Protocol):
         ...
 
 
-class PlainRunner:
+class ClosingRunner:
+    """What every runner shares: `with runner:` calls `close()`, which releases what it started."""
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> ClosingRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PlainRunner(ClosingRunner):
     """Threads (torch, ffmpeg and OpenSMILE release the GIL) and a stderr progress bar."""
 
     def __init__(self, workers: int = 2, hook: ProgressHook | None = None) -> None:
         self.workers = max(1, int(workers))
         self.hook: ProgressHook = hook if hook is not None else TqdmHook()
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> PlainRunner:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def map(self, fn: Callable[[T], R], items: Sequence[T], name: str) -> list[R]:
         items = list(items)
@@ -90,13 +94,3 @@ class PlainRunner:
 
 def run_config(params: Mapping[str, Any]) -> RunConfig:
     return parse_block(RunConfig, params.get("run") or {}, "run")
-
-
-def make_runner(params: Mapping[str, Any], hook: ProgressHook | None = None) -> Runner:
-    """The runner `run.runner` names; close it (`close()`, or `with`) to stop a cluster it started."""
-    cfg = run_config(params)
-    if cfg.runner == "threads":
-        return PlainRunner(cfg.workers, hook)
-    from pipeline.task_runners import DistributedRunner
-
-    return DistributedRunner(cfg.runner, cfg.workers, cfg.address, hook)

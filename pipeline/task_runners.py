@@ -24,11 +24,12 @@ import os
 import pickle
 import shutil
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from pipeline import paths
 from pipeline.hooks import ProgressHook, TqdmHook
+from pipeline.runner import ClosingRunner, PlainRunner, Runner, run_config
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -89,7 +90,7 @@ class TaskBatch:
         _LOADED.pop(self.function_file, None)
 
 
-class DistributedRunner:
+class DistributedRunner(ClosingRunner):
     """The Runner protocol on a process pool, a Dask cluster or a Ray cluster (see the module docstring).
 
     `address` names an existing cluster (Dask: `tcp://host:8786`; Ray: `auto` or `ray://host:10001`);
@@ -151,12 +152,6 @@ class DistributedRunner:
 
             ray.shutdown()
 
-    def __enter__(self) -> DistributedRunner:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # ------------------------------------------------------------------ the protocol
     def map(self, fn: Callable[[T], R], items: Sequence[T], name: str) -> list[R]:
         items = list(items)
@@ -202,3 +197,11 @@ class DistributedRunner:
             ray.get(ready)  # raises the task's error here
             self.hook(name, completed=done, total=total)
         return ray.get(refs)
+
+
+def make_runner(params: Mapping[str, Any], hook: ProgressHook | None = None) -> Runner:
+    """The runner `run.runner` names; close it (`close()`, or `with`) to stop a cluster it started."""
+    cfg = run_config(params)
+    if cfg.runner == "threads":
+        return PlainRunner(cfg.workers, hook)
+    return DistributedRunner(cfg.runner, cfg.workers, cfg.address, hook)

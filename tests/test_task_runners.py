@@ -16,9 +16,9 @@ from core.config import ConfigError
 from pipeline import paths
 from pipeline.hooks import silent_hook
 from pipeline.manifest import write_manifest
-from pipeline.runner import PlainRunner, make_runner, run_config
+from pipeline.runner import PlainRunner, run_config
 from pipeline.stages import cut, faces, failures, features, speaker
-from pipeline.task_runners import DistributedRunner
+from pipeline.task_runners import DistributedRunner, make_runner
 from tests import media_factory as mf
 
 LABELS = ["neutral", "joy"]
