@@ -286,3 +286,20 @@ def test_dialogue_split_keeps_dialogues_whole():
     assert len(dev) == 2 and len(train) == 8 and not train & dev
     assert split_by_dialogue(["only"], 0.2, 0) == ({"only"}, set())
     assert split_by_dialogue(["a", "b", "c"], 0.0, 0) == ({"a", "b", "c"}, set())
+
+
+def test_the_learning_rate_schedule_runs_for_any_number_of_steps():
+    import torch
+
+    from pipeline.training.lipsync import one_cycle
+
+    for steps in [*range(0, 26), 1200]:
+        optimiser = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        schedule = one_cycle(optimiser, 0.1, steps)
+        rates = []
+        for _ in range(steps):
+            optimiser.step()
+            schedule.step()
+            rates.append(optimiser.param_groups[0]["lr"])
+        assert all(0 <= rate <= 0.1 + 1e-12 for rate in rates), steps
+    assert max(range(len(rates)), key=rates.__getitem__) == 118  # 1200 steps: step 120 peaks (10 % warm-up)

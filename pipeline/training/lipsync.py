@@ -38,6 +38,14 @@ def _tensor(array: np.ndarray, device: str | torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).to(device)
 
 
+def one_cycle(optimiser: torch.optim.Optimizer, lr: float, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """One cycle over `steps` with a 10 % warm-up of at least two steps (torch's OneCycleLR divides by
+    zero when the warm-up rounds to none); a constant rate when there are too few steps for a cycle."""
+    if steps < 4:
+        return torch.optim.lr_scheduler.LambdaLR(optimiser, lambda _: 1.0)
+    return torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps, pct_start=max(0.1, 2 / steps))
+
+
 class LipSyncTask(Task):
     """Fixed-step LipSyncNet training for `pipeline.training.loop.fit`: one pass of `steps` sampled
     batches of (mouth window, in-sync audio, out-of-sync audio), no dev selection."""
@@ -53,8 +61,7 @@ class LipSyncTask(Task):
             raise ConfigError("lipsync: no positive window to train on (positives must be at least "
                               f"{config.window} frames long)")
         self.optimiser = torch.optim.AdamW(self.model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
-        self.schedule = torch.optim.lr_scheduler.OneCycleLR(self.optimiser, max_lr=options.lr,
-                                                            total_steps=max(1, options.steps), pct_start=0.1)
+        self.schedule = one_cycle(self.optimiser, options.lr, options.steps)
         self.stats: dict[str, float] = {}
         self.model.train()
 
