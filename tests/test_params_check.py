@@ -73,7 +73,7 @@ BAD_VALUES = [
     (("faces",), "max_gap", 1.5, "'faces.max_gap' must be an integer, got 1.5"),
     (("speaker",), "method", "bogus", "'speaker.method' is 'bogus'; allowed values: auto, lipsyncnet"),
     (("dataset",), "name", "voxceleb", "'dataset.name' is 'voxceleb'; allowed values: demo, meld, iemocap, table"),
-    (("run",), "max_failure_ratio", "half", "'run.max_failure_ratio' must be a number, got 'half'"),
+    (("run",), "max_failure_ratio", "half", "'run.max_failure_ratio' must be a number in [0, 1], got 'half'"),
     (("features", "audio"), "level", "x", "'features.audio.level' is 'x'; allowed values: functionals, lld"),
     ((), "faces", None, "'faces' must be a mapping with keys device, sample_fps"),
     (("train",), "seeds", [0, 0], "'train.seeds' lists a seed twice"),
