@@ -35,10 +35,6 @@ def _batches(targets: list[int]) -> Iterator[list[int]]:
         yield targets[start:start + BATCH]
 
 
-def _pyav(path: Path, targets: list[int], fps: float) -> Iterator[tuple[int, np.ndarray]]:
-    yield from iter_frames(path, targets, fps)
-
-
 def _decord(path: Path, targets: list[int], fps: float) -> Iterator[tuple[int, np.ndarray]]:
     import decord
 
@@ -81,7 +77,7 @@ def _torchcodec(path: Path, targets: list[int], fps: float) -> Iterator[tuple[in
         yield from zip(batch, frames)
 
 
-READERS: dict[str, FrameReader] = {"pyav": _pyav, "decord": _decord, "torchcodec": _torchcodec}
+READERS: dict[str, FrameReader] = {"pyav": iter_frames, "decord": _decord, "torchcodec": _torchcodec}
 READER_NAMES = tuple(READERS)
 
 
