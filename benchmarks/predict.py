@@ -1,22 +1,25 @@
 """`merc predict` on the demo corpus's own dialogue videos: utterance boundaries, emotions, speed.
 
-    python benchmarks/predict.py --workspace DIR [--model fusion_gru] [--asr auto] [--dialogues N]
+    python benchmarks/predict.py --workspace DIR [--model fusion_gru] [--dialogues N]
                                  [--out benchmarks/results]
 
 DIR is a finished demo workspace (`make demo` in a clone), whose manifest holds the generator's
-utterances. Each dialogue video is handed to `merc predict` as a new recording: no transcript, so
-its utterances come from voice-activity detection and its text from the offline recogniser.
+utterances and whose `boundaries` stage has learned, on its train and dev dialogues, which pauses end
+an utterance. Each dialogue video is handed to `merc predict` as a new recording: no transcript.
 
-1. **VAD settings, chosen on dev.** For every setting of a small grid, the share of dev utterances
-   whose start and end both lie within 0.3 s of a detected segment (audio only, no model). The best
-   one is used on test; test never takes part in the choice.
-2. **Test.** Every test dialogue through `merc predict` with that setting: the share of utterances
-   matched within 0.3 s; emotion accuracy over all test utterances (an utterance with no matching
-   segment counts as wrong) and over the matched ones, beside the same model's accuracy on the
-   pipeline's own cuts of those videos (`metrics/<model>/predictions.parquet`, mean over seeds), and
-   `merc predict` given the generator's transcript (its cuts and text) to separate what the
-   segments and the recognised text each cost. Accuracies come with 95 % Wilson intervals.
-3. **Speed.** Wall seconds over video seconds (the real-time factor) per dialogue, on this machine.
+1. **Boundaries (audio only, no emotion model).** The share of test utterances whose start and end
+   both lie within 0.3 s of a found segment, for the learned pause model and for plain voice-activity
+   detection with its setting chosen on the dev dialogues by the same measure.
+2. **Text source, chosen on dev.** Every dev dialogue through `merc predict` with the recogniser
+   (PocketSphinx) and with no text (the text input masked); the one with the better dev accuracy is
+   the one the comparison below is judged on. Test never takes part in a choice.
+3. **Test accuracy.** Every test dialogue through `merc predict` with each text source, and with the
+   generator's transcript (its cuts and text), beside the same model's accuracy on the pipeline's own
+   cuts of those videos (`metrics/<model>/predictions.parquet`, mean over seeds). Two readings:
+   *strict*, where an utterance counts only when a found segment matches both its ends within 0.3 s
+   (otherwise wrong), and *by overlap*, where each utterance takes the emotion of the found segment
+   overlapping it most (what a reader of the timeline sees). 95 % Wilson intervals.
+4. **Speed.** Wall seconds over video seconds (the real-time factor) per dialogue, on this machine.
 
 Writes `benchmarks/results/predict.json` (and the README's timeline picture, `docs/predict_timeline.png`,
 from the first test dialogue) and prints the table.
@@ -44,6 +47,7 @@ sys.path.insert(0, str(PROJECT))
 
 from pipeline.manifest import read_manifest  # noqa: E402
 from pipeline.media import read_audio  # noqa: E402
+from pipeline.predict.boundaries import MODEL_PATH, BoundaryModel, matched, utterance_segments  # noqa: E402
 from pipeline.predict.outputs import write_timelines  # noqa: E402
 from pipeline.predict.run import PredictOptions, predict  # noqa: E402
 from pipeline.predict.segments import SAMPLE_RATE, Segment, VadSettings, speech_segments  # noqa: E402
@@ -52,27 +56,18 @@ from pipeline.readme_tables import RENDERERS  # noqa: E402
 from pipeline.training.metrics import wilson_interval  # noqa: E402
 
 TOLERANCE = 0.3  # seconds, at both ends
+TEXT_SOURCES = ("pocketsphinx", "none")  # the offline recogniser whose model ships in its wheel; no text
 GRID = {"threshold": (0.35, 0.5, 0.65), "min_silence": (0.1, 0.15, 0.2, 0.3), "merge_gap": (0.0, 0.15)}
 
 
-def matches(truth: pd.DataFrame, segments: Sequence[Segment]) -> list[int | None]:
-    """Per truth utterance, the index of a segment whose both ends lie within TOLERANCE (None: none)."""
-    found: list[int | None] = []
-    for start, end in zip(truth.start, truth.end):
-        hits = [i for i, s in enumerate(segments)
-                if abs(s.start - start) <= TOLERANCE and abs(s.end - end) <= TOLERANCE]
-        found.append(hits[0] if hits else None)
-    return found
-
-
-def tune(dialogues: dict[str, tuple[Path, pd.DataFrame]]) -> tuple[VadSettings, list[dict[str, Any]]]:
-    """The grid setting matching the most dev utterances (ties: the first in grid order)."""
+def vad_tune(dialogues: dict[str, tuple[Path, pd.DataFrame]]) -> tuple[VadSettings, list[dict[str, Any]]]:
+    """The plain-VAD grid setting matching the most dev utterances (ties: the first in grid order)."""
     audio = {d: read_audio(video, SAMPLE_RATE) for d, (video, _) in dialogues.items()}
     total = sum(len(rows) for _, rows in dialogues.values())
     rows, best, best_hits = [], VadSettings(), -1
     for values in itertools.product(*GRID.values()):
         settings = replace(VadSettings(), **dict(zip(GRID, values)))
-        hits = sum(sum(m is not None for m in matches(rows, speech_segments(audio[d], settings)))
+        hits = sum(found(truth_spans(rows), speech_segments(audio[d], settings))
                    for d, (_, rows) in dialogues.items())
         rows.append({**dict(zip(GRID, values)), "matched": round(100 * hits / total, 1)})
         if hits > best_hits:
@@ -80,55 +75,91 @@ def tune(dialogues: dict[str, tuple[Path, pd.DataFrame]]) -> tuple[VadSettings, 
     return best, rows
 
 
-def accuracy(hits: int, total: int) -> dict[str, Any]:
+def truth_spans(rows: pd.DataFrame) -> list[Segment]:
+    return [Segment(a, b) for a, b in zip(rows.start, rows.end)]
+
+
+def found(truth: list[Segment], segments: Sequence[Segment]) -> int:
+    return sum(m is not None for m in matched(truth, segments, TOLERANCE))
+
+
+def boundaries(dialogues: dict[str, tuple[Path, pd.DataFrame]], vad: VadSettings, pauses: BoundaryModel
+               ) -> dict[str, Any]:
+    """Test utterances found by plain VAD (dev-tuned) and by the learned pause model."""
+    hits = {"vad": 0, "pauses": 0}
+    total = 0
+    for video, rows in dialogues.values():
+        samples = read_audio(video, SAMPLE_RATE)
+        truth = truth_spans(rows)
+        total += len(truth)
+        hits["vad"] += found(truth, speech_segments(samples, vad))
+        hits["pauses"] += found(truth, utterance_segments(samples, pauses))
+    return {name: accuracy(count, total) for name, count in hits.items()}
+
+
+def accuracy(hits: float, total: int) -> dict[str, Any]:
+    hits = round(hits)
     interval = wilson_interval(hits, total)
-    return {"accuracy": round(100 * hits / total, 1) if total else None, "n": total,
+    return {"accuracy": round(100 * hits / total, 1) if total else None, "n": total, "hits": hits,
             "ci95": [round(100 * v, 1) for v in interval] if interval else None}
 
 
-def evaluate(workspace: Path, model: str, dialogues: dict[str, tuple[Path, pd.DataFrame]], vad: VadSettings,
-             asr: str, scratch: Path, figure: Path | None = None) -> dict[str, Any]:
-    own = pd.read_parquet(workspace / "metrics" / model / "predictions.parquet")
-    own = own[own.split == "test"]
-    own_correct = (own.label == own.predicted).groupby(own.utt_id).mean()  # share of seeds right
-    counts = {"matched": 0, "vad_right": 0, "vad_right_matched": 0, "transcript_right": 0, "own_right": 0.0}
-    total, speed = 0, []
-    for dialogue, (video, truth) in dialogues.items():
+def by_overlap(truth: list[Segment], frame: pd.DataFrame) -> list[str | None]:
+    """Per true utterance, the emotion of the found segment overlapping it most (None: none overlaps)."""
+    out: list[str | None] = []
+    for utterance in truth:
+        overlap = (np.minimum(frame.end, utterance.end) - np.maximum(frame.start, utterance.start)).clip(lower=0)
+        out.append(frame.emotion.iloc[int(overlap.argmax())] if len(frame) and overlap.max() > 0 else None)
+    return out
+
+
+def blind_run(workspace: Path, model: str, dialogues: dict[str, tuple[Path, pd.DataFrame]], asr: str,
+              scratch: Path, figure: Path | None = None) -> dict[str, Any]:
+    """`merc predict` without a transcript on every dialogue: strict and by-overlap accuracy, speed."""
+    strict = overlap = total = matched_total = 0
+    speed = []
+    for dialogue, (video, rows) in dialogues.items():
         started = time.perf_counter()
-        blind = predict(PredictOptions(video, scratch / dialogue, model, asr=asr, project=workspace, vad=vad))
+        result = predict(PredictOptions(video, scratch / f"{dialogue}-{asr}", model, asr=asr, project=workspace))
         seconds = time.perf_counter() - started
-        speed.append({"dialogue": dialogue, "seconds": round(seconds, 1), "duration": blind.info["duration"],
-                      "real_time_factor": round(seconds / blind.info["duration"], 2)})
-        if figure is not None and not figure.exists() and not blind.frame.empty:
+        speed.append({"dialogue": dialogue, "seconds": round(seconds, 1), "duration": result.info["duration"],
+                      "real_time_factor": round(seconds / result.info["duration"], 2)})
+        if figure is not None and not figure.exists() and not result.frame.empty:
             figure.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(write_timelines(blind.frame, blind.labels, blind.info["duration"], scratch)[0], figure)
-        segments = [Segment(r.start, r.end) for r in blind.frame.itertuples()]
-        found = matches(truth, segments)
-        srt = scratch / f"{dialogue}.csv"
-        truth[["start", "end", "text"]].to_csv(srt, index=False)
-        told = predict(PredictOptions(video, scratch / f"{dialogue}-transcript", model, transcript=srt,
-                                      project=workspace, vad=vad))
-        for row, index, given in zip(truth.itertuples(), found, told.frame.itertuples()):
+            shutil.copy(write_timelines(result.frame, result.labels, result.info["duration"], scratch)[0], figure)
+        truth = truth_spans(rows)
+        segments = [Segment(r.start, r.end) for r in result.frame.itertuples()]
+        for label, index, emotion in zip(rows.label, matched(truth, segments, TOLERANCE),
+                                         by_overlap(truth, result.frame)):
             total += 1
-            counts["own_right"] += float(own_correct.get(row.utt_id, 0.0))
-            counts["transcript_right"] += int(given.emotion == row.label)
+            overlap += int(emotion == label)
             if index is not None:
-                counts["matched"] += 1
-                right = int(blind.frame.emotion.iloc[index] == row.label)
-                counts["vad_right"] += right
-                counts["vad_right_matched"] += right
-    return {
-        "utterances": total,
-        "boundaries_within_0.3s": accuracy(counts["matched"], total),
-        "pipeline_cuts": accuracy(round(counts["own_right"]), total),
-        "predict_with_transcript": accuracy(counts["transcript_right"], total),
-        "predict_vad_asr": accuracy(counts["vad_right"], total),
-        "predict_vad_asr_matched_only": accuracy(counts["vad_right_matched"], counts["matched"]),
-        "speed": speed,
-        "real_time_factor": {"mean": round(float(np.mean([s["real_time_factor"] for s in speed])), 2),
-                             "max": round(float(np.max([s["real_time_factor"] for s in speed])), 2)},
-        "recogniser": blind.info["segments"],
-    }
+                matched_total += 1
+                strict += int(result.frame.emotion.iloc[index] == label)
+    return {"strict": accuracy(strict, total), "by_overlap": accuracy(overlap, total),
+            "strict_on_found": accuracy(strict, matched_total), "segments": result.info["segments"],
+            "speed": speed,
+            "real_time_factor": {"mean": round(float(np.mean([s["real_time_factor"] for s in speed])), 2),
+                                 "max": round(float(np.max([s["real_time_factor"] for s in speed])), 2)}}
+
+
+def reference_runs(workspace: Path, model: str, dialogues: dict[str, tuple[Path, pd.DataFrame]], scratch: Path
+                   ) -> dict[str, Any]:
+    """The model on the pipeline's own cuts (mean over seeds) and `merc predict` given the transcript."""
+    own = pd.read_parquet(workspace / "metrics" / model / "predictions.parquet")
+    own_correct = (own.label == own.predicted).groupby(own.utt_id).mean()  # share of seeds right
+    own_right = told_right = 0.0
+    total = 0
+    for dialogue, (video, rows) in dialogues.items():
+        table = scratch / f"{dialogue}.csv"
+        rows[["start", "end", "text"]].to_csv(table, index=False)
+        told = predict(PredictOptions(video, scratch / f"{dialogue}-transcript", model, transcript=table,
+                                      project=workspace))
+        for row, given in zip(rows.itertuples(), told.frame.itertuples()):
+            total += 1
+            own_right += float(own_correct.get(row.utt_id, 0.0))
+            told_right += int(given.emotion == row.label)
+    return {"pipeline_cuts": accuracy(own_right, total), "predict_with_transcript": accuracy(told_right, total)}
 
 
 def split_dialogues(workspace: Path, split: str, limit: int | None) -> dict[str, tuple[Path, pd.DataFrame]]:
@@ -144,20 +175,34 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workspace", type=Path, required=True, help="a finished demo workspace (make demo)")
     parser.add_argument("--model", default="fusion_gru")
-    parser.add_argument("--asr", default="auto")
     parser.add_argument("--dialogues", type=int, default=None, help="at most this many dialogues per split")
     parser.add_argument("--out", type=Path, default=PROJECT / "benchmarks" / "results")
     parser.add_argument("--figure", type=Path, default=PROJECT / "docs" / "predict_timeline.png",
                         help="where the first test dialogue's first timeline is copied (README's picture)")
     options = parser.parse_args(argv)
     workspace = options.workspace.resolve()
-    vad, grid = tune(split_dialogues(workspace, "dev", options.dialogues))
+    pauses = BoundaryModel.load(workspace / MODEL_PATH)
+    if pauses is None:
+        raise SystemExit(f"{workspace / MODEL_PATH}: the boundaries stage learned no pause model")
+    dev = split_dialogues(workspace, "dev", options.dialogues)
     test = split_dialogues(workspace, "test", options.dialogues)
+    vad, grid = vad_tune(dev)
     with tempfile.TemporaryDirectory(prefix="merc-predict-") as scratch:
+        dev_runs = {asr: blind_run(workspace, options.model, dev, asr, Path(scratch)) for asr in TEXT_SOURCES}
+        chosen = max(TEXT_SOURCES, key=lambda asr: dev_runs[asr]["strict"]["hits"])  # ties: the first
         options.figure.unlink(missing_ok=True)
-        result = evaluate(workspace, options.model, test, vad, options.asr, Path(scratch), options.figure)
-    report = {**provenance({"model": options.model, "asr": options.asr, "tolerance_s": TOLERANCE}),
-              "benchmark": "predict", "vad_chosen_on_dev": asdict(vad), "vad_grid_dev": grid, "test": result}
+        test_runs = {asr: blind_run(workspace, options.model, test, asr, Path(scratch),
+                                    options.figure if asr == chosen else None) for asr in TEXT_SOURCES}
+        references = reference_runs(workspace, options.model, test, Path(scratch))
+    report = {**provenance({"model": options.model, "tolerance_s": TOLERANCE, "text_sources": TEXT_SOURCES}),
+              "benchmark": "predict",
+              "dev": {"pause_model": pauses.dev, "vad_chosen": asdict(vad), "vad_grid": grid,
+                      "text_source_chosen": chosen,
+                      "accuracy": {asr: {k: run[k] for k in ("strict", "by_overlap")}
+                                   for asr, run in dev_runs.items()}},
+              "test": {"boundaries_within_0.3s": boundaries(test, vad, pauses), **references,
+                       "speech_alone": test_runs, "text_source": chosen,
+                       "real_time_factor": test_runs[chosen]["real_time_factor"]}}
     options.out.mkdir(parents=True, exist_ok=True)
     (options.out / "predict.json").write_text(json.dumps(report, indent=2) + "\n")
     print(RENDERERS["predict"](options.out))

@@ -32,6 +32,7 @@ BLOCKS: dict[str, str | type | None] = {
     "faces": "pipeline.stages.faces:FacesConfig",
     "lipsync": "pipeline.lipsync_settings:LipSyncSettings",
     "speaker": "pipeline.stages.speaker:SpeakerConfig",
+    "boundaries": "pipeline.stages.boundaries:BoundariesConfig",
     "features": None,  # per extractor, below
     "finetune_text": "pipeline.stages.finetune_text:FinetuneConfig",
     "models": None,  # per model kind, below

@@ -347,25 +347,32 @@ def pipeline_timings(results: Path) -> str:
 def predict(results: Path) -> str:
     """`merc predict` on the demo's test videos: boundaries, emotion accuracy beside the pipeline's own, speed."""
     report = _load(results, PREDICT_RESULTS)
-    test = report["test"]
+    test, dev = report["test"], report["dev"]
 
     def share(block: dict) -> str:
         low, high = block["ci95"] or (0.0, 0.0)
         return f"{block['accuracy']:.1f} [{low:.1f}, {high:.1f}] (n={block['n']})"
 
+    found = test["boundaries_within_0.3s"]
     speed = test["real_time_factor"]
     lines = ["| measure (demo test dialogues, model `" + report["params"]["model"] + "`) | % [95% CI] |",
              "|---|---|",
-             f"| utterances whose start and end are both within 0.3 s of a found segment | "
-             f"{share(test['boundaries_within_0.3s'])} |",
+             f"| utterances whose both ends are within 0.3 s of a found segment: learned pauses (`boundaries`) | "
+             f"{share(found['pauses'])} |",
+             f"| ... plain voice-activity detection, setting chosen on dev | {share(found['vad'])} |",
              f"| emotion accuracy on the pipeline's own cuts (`dvc repro`) | {share(test['pipeline_cuts'])} |",
-             f"| emotion accuracy, `merc predict` with the transcript | {share(test['predict_with_transcript'])} |",
-             f"| emotion accuracy, `merc predict` from speech alone (VAD + {test['recogniser'].split('+')[-1]}) | "
-             f"{share(test['predict_vad_asr'])} |",
-             f"| ... on the utterances it found | {share(test['predict_vad_asr_matched_only'])} |",
-             "", f"Real-time factor (wall seconds per video second): mean {speed['mean']:.2f}, worst "
-             f"{speed['max']:.2f}. VAD settings chosen on the dev dialogues: `{report['vad_chosen_on_dev']}`. "
-             f"Source: {_provenance(report, PREDICT_RESULTS)}"]
+             f"| emotion accuracy, `merc predict` with the transcript | {share(test['predict_with_transcript'])} |"]
+    for source, run in test["speech_alone"].items():
+        chosen = " (chosen on dev)" if source == test["text_source"] else ""
+        text = "no text" if source == "none" else source
+        lines += [f"| emotion accuracy, `merc predict` from speech alone, {text}{chosen}: strict | "
+                  f"{share(run['strict'])} |",
+                  f"| ... by overlap (each utterance takes the found segment overlapping it most) | "
+                  f"{share(run['by_overlap'])} |"]
+    lines += ["", f"Real-time factor (wall seconds per video second): mean {speed['mean']:.2f}, worst "
+              f"{speed['max']:.2f}. Pause model chosen on the dev dialogues (found {dev['pause_model']['matched']}%"
+              f" of dev utterances); text source chosen on dev: `{dev['text_source_chosen']}`. "
+              f"Source: {_provenance(report, PREDICT_RESULTS)}"]
     return "\n".join(lines)
 
 

@@ -30,6 +30,7 @@ from pipeline.hooks import ProgressHook, silent_hook
 from pipeline.manifest import write_manifest
 from pipeline.media import MediaError, probe, read_audio
 from pipeline.predict.asr import recogniser
+from pipeline.predict.boundaries import MODEL_PATH, BoundaryModel, utterance_segments
 from pipeline.predict.segments import SAMPLE_RATE, Segment, VadSettings, speech_segments
 from pipeline.predict.speakers import link_speakers
 from pipeline.predict.trained import TrainedModel, feature_blocks, load_trained
@@ -44,6 +45,7 @@ from pipeline.training.trainer import dialogue_logits
 
 log = logging.getLogger("pipeline.predict")
 UNKNOWN_SPEAKER = "?"
+BOUNDARY_CHOICES = ("auto", "vad")
 SPLIT = "test"  # the one dialogue plays the test split: no statistic is fitted on it
 
 
@@ -58,6 +60,7 @@ class PredictOptions:
     project: Path = Path(".")
     workers: int = 2
     vad: VadSettings = field(default_factory=VadSettings)
+    boundaries: str = "auto"  # auto: the project's learned pause model when it has one; vad: pauses alone
 
 
 @dataclass
@@ -83,7 +86,7 @@ def predict(options: PredictOptions, hook: ProgressHook = silent_hook) -> Predic
         samples = read_audio(video, SAMPLE_RATE) if info.has_audio else np.zeros(0, dtype=np.float32)
     except MediaError as error:
         raise ConfigError(f"VIDEO: {video} cannot be read: {error}") from None
-    segments, speakers, source = utterances(samples, options, hook)
+    segments, speakers, source = utterances(samples, options, project, hook)
     work = Path(options.out).resolve() / "work"
     with inside(work):
         frame = manifest_frame(video, segments, speakers)
@@ -131,13 +134,14 @@ def workspace_params(project_params: Mapping[str, Any], blocks: Mapping[str, Any
     return params
 
 
-def utterances(samples: np.ndarray, options: PredictOptions, hook: ProgressHook
+def utterances(samples: np.ndarray, options: PredictOptions, project: Path, hook: ProgressHook
                ) -> tuple[list[Segment], list[str | None], str]:
     """Segments, the transcript's speaker per segment (None: unknown) and where they came from."""
     if options.transcript is not None:
         segments, speakers = read_transcript(options.transcript)
         return segments, speakers, f"transcript:{Path(options.transcript).name}"
-    segments = speech_segments(samples, options.vad)
+    pauses = pause_model(project, options.boundaries)
+    segments = utterance_segments(samples, pauses) if pauses else speech_segments(samples, options.vad)
     asr = recogniser(options.asr, options.asr_model)
     texts = []
     for index, segment in enumerate(segments):
@@ -146,7 +150,20 @@ def utterances(samples: np.ndarray, options: PredictOptions, hook: ProgressHook
         texts.append(asr.transcribe(part))
     hook("speech recognition", completed=len(segments), total=len(segments))
     segments = [Segment(s.start, s.end, t) for s, t in zip(segments, texts)]
-    return segments, [None] * len(segments), f"vad+{asr.name}"
+    return segments, [None] * len(segments), f"{'pauses' if pauses else 'vad'}+{asr.name}"
+
+
+def pause_model(project: Path, choice: str) -> BoundaryModel | None:
+    """The project's learned pause model (`boundaries` stage) under `auto`; None under `vad` or where
+    the stage learned none (a corpus of pre-cut clips) or has not run."""
+    if choice not in BOUNDARY_CHOICES:
+        raise ConfigError(f"--boundaries is {choice!r}; allowed values: {', '.join(BOUNDARY_CHOICES)}")
+    path = project / MODEL_PATH
+    if choice == "vad" or not path.is_file():
+        if choice == "auto":
+            log.warning("no %s (run `dvc repro boundaries`): utterances are voice-activity spans", path)
+        return None
+    return BoundaryModel.load(path)
 
 
 def manifest_frame(video: Path, segments: list[Segment], speakers: list[str | None]) -> pd.DataFrame:
@@ -209,7 +226,8 @@ def _info(options: PredictOptions, trained: TrainedModel, params: Mapping[str, A
     return {
         "video": str(options.video), "model": trained.name, "seeds": len(trained.seeds),
         "inputs": trained.inputs, "labels": trained.labels, "segments": source, "utterances": utterances,
-        "speaker_method": params["speaker"]["method"], "vad": asdict(options.vad),
+        "speaker_method": params["speaker"]["method"], "boundaries": options.boundaries,
+        "vad": asdict(options.vad),
         "seconds": round(seconds, 2), "duration": duration,
         "real_time_factor": round(seconds / duration, 3) if duration else None,
     }

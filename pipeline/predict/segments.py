@@ -41,7 +41,12 @@ class VadSettings:
 
 
 def speech_segments(samples: np.ndarray, settings: VadSettings = VadSettings()) -> list[Segment]:
-    """Speech spans of 16 kHz mono `samples` (silero-vad; its model ships inside the package)."""
+    """Utterance spans of 16 kHz mono `samples`: voice activity, close spans merged, long ones split."""
+    return split_long(merge_close(vad_spans(samples, settings), settings.merge_gap), settings.max_seconds)
+
+
+def vad_spans(samples: np.ndarray, settings: VadSettings = VadSettings()) -> list[Segment]:
+    """Speech spans as silero-vad finds them (its model ships inside the package), nothing merged."""
     import torch
     from silero_vad import get_speech_timestamps, load_silero_vad
 
@@ -54,8 +59,7 @@ def speech_segments(samples: np.ndarray, settings: VadSettings = VadSettings()) 
         min_silence_duration_ms=int(settings.min_silence * 1000), speech_pad_ms=int(settings.pad * 1000),
         return_seconds=False,
     )
-    segments = [Segment(span["start"] / SAMPLE_RATE, span["end"] / SAMPLE_RATE) for span in spans]
-    return split_long(merge_close(segments, settings.merge_gap), settings.max_seconds)
+    return [Segment(span["start"] / SAMPLE_RATE, span["end"] / SAMPLE_RATE) for span in spans]
 
 
 def merge_close(segments: Sequence[Segment], gap: float) -> list[Segment]:
