@@ -175,7 +175,7 @@ def run_variant(workdir: Path, variant: Mapping[str, Any], log) -> dict[str, Any
     else:
         cmd = ["dvc", "repro", target]
     log(f"[{family}] {variant['row']}: {' '.join(cmd)}")
-    seconds, _, output, code = run_measured(cmd, workdir, check=False)
+    seconds, _, output, code, _ = run_measured(cmd, workdir, check=False)
     entry.update(seconds=round(seconds, 1), stages_run=stages_run(output))
     if code != 0:
         log(output[-4000:])

@@ -78,7 +78,7 @@ def main() -> int:
     for method in options.methods:
         edited = {**params, "speaker": {**params["speaker"], "method": method}}
         write_params(workdir, edited, f"speaker.method={method}")
-        seconds, _, output, _ = run_measured(["dvc", "repro", f"evaluate@{options.model}"], workdir)
+        seconds, _, output, *_ = run_measured(["dvc", "repro", f"evaluate@{options.model}"], workdir)
         reran = stages_run(output)
         row = {"method": method, **speaker_agreement(workdir), **model_scores(workdir, options.model),
                "seconds": round(seconds, 1), "stages_run": reran}

@@ -102,6 +102,7 @@ class Measured(NamedTuple):
     peak_rss_mib: float  # summed over the command's process tree
     output: str  # stdout and stderr together
     returncode: int
+    work_rss_mib: float = 0.0  # the same without the command's own process: under `dvc repro`, the stage alone
 
 
 def run_measured(cmd: list[str], cwd: Path, check: bool = True) -> Measured:
@@ -109,13 +110,14 @@ def run_measured(cmd: list[str], cwd: Path, check: bool = True) -> Measured:
     started = time.perf_counter()
     process = subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     root = psutil.Process(process.pid)
-    peak = 0
+    peak = work_peak = 0
     chunks: list[str] = []
     reader = _drain(process, chunks)
     while process.poll() is None:
         try:
-            tree = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            own = root.memory_info().rss
+            below = sum(p.memory_info().rss for p in root.children(recursive=True) if p.is_running())
+            peak, work_peak = max(peak, own + below), max(work_peak, below)
         except psutil.Error:
             pass
         time.sleep(0.1)
@@ -123,7 +125,7 @@ def run_measured(cmd: list[str], cwd: Path, check: bool = True) -> Measured:
     output = "".join(chunks)
     if check and process.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{output[-4000:]}")
-    return Measured(time.perf_counter() - started, peak / 2**20, output, process.returncode)
+    return Measured(time.perf_counter() - started, peak / 2**20, output, process.returncode, work_peak / 2**20)
 
 
 def _drain(process: subprocess.Popen, chunks: list[str]):
@@ -141,18 +143,20 @@ def _drain(process: subprocess.Popen, chunks: list[str]):
 
 def measure_stages(workdir: Path, echo: bool = True) -> tuple[list[dict[str, Any]], int | None, float]:
     """Every stage of the workspace, each by `dvc repro --single-item` in dependency order: per stage the
-    wall seconds, peak RSS of its process tree and utterances per second; then the utterance count and
-    the total seconds."""
+    wall seconds, peak RSS of the whole process tree, of the stage's own processes (without DVC, whose
+    hashing of the corpus folders is its own cost), of the rest, and utterances per second; then the
+    utterance count and the total seconds."""
     rows: list[dict[str, Any]] = []
     utterances = None
     started = time.perf_counter()
     for stage in stage_order(workdir):
-        seconds, peak, *_ = run_measured(["dvc", "repro", "--single-item", stage], workdir)
+        seconds, peak, _, _, work = run_measured(["dvc", "repro", "--single-item", stage], workdir)
         if utterances is None and (workdir / "data" / "manifest.parquet").exists():
             import pyarrow.parquet as pq
 
             utterances = pq.read_metadata(workdir / "data" / "manifest.parquet").num_rows
         rows.append({"stage": stage, "seconds": round(seconds, 2), "peak_rss_mib": round(peak, 1),
+                     "stage_rss_mib": round(work, 1), "dvc_rss_mib": round(peak - work, 1),
                      "utterances_per_second": round(utterances / seconds, 2) if utterances else None})
         if echo:
             print(f"{stage:<28} {seconds:8.1f} s {peak:9.0f} MiB", flush=True)

@@ -423,14 +423,16 @@ def scale(results: Path) -> str:
     report = _load(results, SCALE_RESULTS)
     small, large = report["sizes"]
     lines = [f"| stage | s/utt at {small['utterances']} utt | s/utt at {large['utterances']} utt | time ratio | "
-             f"peak MiB at {small['utterances']} | peak MiB at {large['utterances']} | memory ratio |",
-             "|---|---|---|---|---|---|---|"]
+             f"stage MiB at {small['utterances']} | stage MiB at {large['utterances']} | memory ratio | "
+             "DVC's own MiB |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in report["stages"]:
         flags = ("" if row["time_linear"] else " (over)", "" if row["memory_flat"] else " (over)")
         lines.append(f"| `{row['stage']}` | {row['seconds_per_utterance'][0]:.3f} | "
                      f"{row['seconds_per_utterance'][1]:.3f} | {row['time_ratio']:.2f}{flags[0]} | "
-                     f"{row['peak_rss_mib'][0]:.0f} | {row['peak_rss_mib'][1]:.0f} | "
-                     f"{row['memory_ratio']:.2f}{flags[1]} |")
+                     f"{row['stage_rss_mib'][0]:.0f} | {row['stage_rss_mib'][1]:.0f} | "
+                     f"{row['memory_ratio']:.2f}{flags[1]} | "
+                     f"{row['dvc_rss_mib'][0]:.0f} / {row['dvc_rss_mib'][1]:.0f} |")
     lines += ["", f"Limits: memory ratio <= {report['memory_limit']}, time ratio <= {report['time_limit']}; "
                   f"every stage within: memory {'yes' if report['all_memory_flat'] else 'no'}, "
                   f"time {'yes' if report['all_time_linear'] else 'no'}."]

@@ -214,6 +214,24 @@ def test_iemocap_configuration_errors(tmp_path):
         iemocap.build_manifest(dataset_params(), tmp_path)
 
 
+def test_iemocap_merge_counts_excited_as_happy_for_the_four_class_protocol(tmp_path):
+    root = build_iemocap(tmp_path / "IEMOCAP_full_release")
+    four = ["hap", "sad", "neu", "ang"]
+    plain = iemocap.build_manifest(dataset_params(iemocap__dev_dialogues=1, iemocap__labels=four), root)
+    merged = iemocap.build_manifest(dataset_params(iemocap__dev_dialogues=1, iemocap__labels=four,
+                                                   iemocap__merge={"exc": "hap"}), root)
+    assert "Ses01F_script01_1_M000" not in set(plain.frame.utt_id)  # excited, dropped without the merge
+    row = merged.frame.set_index("utt_id").loc["Ses01F_script01_1_M000"]
+    assert row.label == "hap" and merged.labels == four
+    assert len(merged.frame) == len(plain.frame) + 1
+    assert "label 'exc' not in dataset.iemocap.labels" in plain.excluded
+    assert "label 'exc' not in dataset.iemocap.labels" not in merged.excluded
+    with pytest.raises(ConfigError, match=r"dataset\.iemocap\.merge.*'joy', which is not among the labels"):
+        iemocap.build_manifest(dataset_params(iemocap__labels=four, iemocap__merge={"exc": "joy"}), root)
+    with pytest.raises(ConfigError, match=r"dataset\.iemocap\.merge.*'exc' is still one of the labels"):
+        iemocap.build_manifest(dataset_params(iemocap__merge={"exc": "hap"}), root)
+
+
 def write_iemocap_tables(folder, rows_by_split):
     """`IEMOCAP_{split}.csv` with the reference tables' columns; rows are (utterance id, start, end, emotion, text)."""
     folder.mkdir(parents=True, exist_ok=True)

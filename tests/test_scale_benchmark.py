@@ -5,14 +5,16 @@ from __future__ import annotations
 from benchmarks.scale import compare
 
 
-def _size(utterances: int, stages: dict[str, tuple[float, float]]) -> dict:
+def _size(utterances: int, stages: dict[str, tuple[float, float]], dvc: float = 300.0) -> dict:
+    """Stage rows as `measure_stages` writes them; DVC's own memory differs between sizes but is not judged."""
     return {"utterances": utterances,
-            "stages": [{"stage": name, "seconds": s, "peak_rss_mib": m} for name, (s, m) in stages.items()]}
+            "stages": [{"stage": name, "seconds": s, "peak_rss_mib": m + dvc, "stage_rss_mib": m, "dvc_rss_mib": dvc}
+                       for name, (s, m) in stages.items()]}
 
 
-def test_ratios_are_per_utterance_time_and_peak_memory_with_the_limits_applied():
+def test_ratios_are_per_utterance_time_and_the_stage_s_own_peak_memory_with_the_limits_applied():
     small = _size(100, {"faces": (10.0, 1000.0), "train": (5.0, 800.0), "only_small": (1.0, 1.0)})
-    large = _size(400, {"faces": (44.0, 1150.0), "train": (30.0, 1000.0)})
+    large = _size(400, {"faces": (44.0, 1150.0), "train": (30.0, 1000.0)}, dvc=900.0)
     rows = {row["stage"]: row for row in compare(small, large)}
     assert set(rows) == {"faces", "train"}  # a stage missing at one size is not compared
     assert rows["faces"]["seconds_per_utterance"] == [0.1, 0.11]
@@ -20,3 +22,4 @@ def test_ratios_are_per_utterance_time_and_peak_memory_with_the_limits_applied()
     assert rows["faces"]["time_linear"] and rows["faces"]["memory_flat"]
     assert (rows["train"]["time_ratio"], rows["train"]["memory_ratio"]) == (1.5, 1.25)
     assert not rows["train"]["time_linear"] and not rows["train"]["memory_flat"]
+    assert rows["faces"]["dvc_rss_mib"] == [300.0, 900.0]

@@ -4,7 +4,9 @@ Layout under `IEMOCAP_full_release/`: `SessionN/dialog/EmoEvaluation/<dialogue>.
 majority label per utterance), `SessionN/dialog/transcriptions/<dialogue>.txt` (text) and
 `SessionN/dialog/avi/DivX/<dialogue>.avi` (the video both speakers share). The usual protocol keeps
 six classes and holds out Session 5 as test; dev dialogues are carved from sessions 1–4 by a seeded
-shuffle so model selection never sees the test speakers.
+shuffle so model selection never sees the test speakers. `dataset.iemocap.merge` maps raw labels to
+the class they count as before the label filter: the 4-class protocol (DRKF and others) keeps
+`[hap, sad, neu, ang]` with `merge: {exc: hap}`, where without it excited utterances are dropped.
 
 `dataset.iemocap.layout: tables` reads the standard 6-class utterance tables instead
 (`IEMOCAP_{train,dev,test}.csv` in `dataset.root`, splits as given there); their media paths name
@@ -105,10 +107,10 @@ def seat_of(dialogue_id: str, speaker: str) -> str:
 def build_manifest(dataset_params: Mapping[str, Any], root: Path) -> CorpusManifest:
     """Utterances with a label in `dataset.iemocap.labels`; others are counted in `excluded`."""
     cfg = adapter_config(IemocapConfig, dataset_params, "iemocap")
-    labels, dev_count, dev_seed, layout = cfg.labels, cfg.dev_dialogues, cfg.dev_seed, cfg.layout
+    labels, dev_count, dev_seed, layout, merge = cfg.labels, cfg.dev_dialogues, cfg.dev_seed, cfg.layout, cfg.merge
     root = Path(root)
     if layout == "tables":
-        return _from_tables(root, labels)
+        return _from_tables(root, labels, merge)
     sessions = sorted(p for p in root.glob("Session*") if (p / "dialog" / "EmoEvaluation").is_dir())
     if not sessions:
         raise ConfigError(f"params.yaml: 'dataset.root' is {root}, which holds no SessionN/dialog/EmoEvaluation "
@@ -125,6 +127,7 @@ def build_manifest(dataset_params: Mapping[str, Any], root: Path) -> CorpusManif
             transcript = dialog / "transcriptions" / f"{dialogue}.txt"
             texts = parse_transcription(transcript) if transcript.is_file() else {}
             for utt, start, end, label in parse_evaluation(evaluation):
+                label = merge.get(label, label)
                 if label not in labels:
                     excluded[f"label {label!r} not in dataset.iemocap.labels"] += 1
                     continue
@@ -172,12 +175,13 @@ def load_reference_tables(folder: str | Path) -> pd.DataFrame:
     return _number_turns(pd.concat(frames, ignore_index=True))
 
 
-def _from_tables(root: Path, labels: list[str]) -> CorpusManifest:
-    """`layout: tables`: the utterance tables' rows with a label in `dataset.iemocap.labels`."""
+def _from_tables(root: Path, labels: list[str], merge: Mapping[str, str]) -> CorpusManifest:
+    """`layout: tables`: the utterance tables' rows with a label in `dataset.iemocap.labels` (after `merge`)."""
     try:
         frame = load_reference_tables(root)
     except FileNotFoundError as error:
         raise ConfigError(f"params.yaml: 'dataset.root' with 'dataset.iemocap.layout: tables': {error}") from None
+    frame["label"] = frame["label"].map(lambda label: merge.get(label, label))
     known = frame["label"].isin(labels)
     excluded = Counter(f"label {label!r} not in dataset.iemocap.labels" for label in frame.loc[~known, "label"])
     return CorpusManifest(frame=frame[known].reset_index(drop=True), root=root, labels=labels,
@@ -229,6 +233,16 @@ class IemocapConfig:
     dev_dialogues: int = setting(min=0)  # dialogues of sessions 1-4 drawn for dev (session 5 is test)
     dev_seed: int = setting(min=0)
     layout: str = setting("release", choices=LAYOUTS)  # release: the corpus folders; tables: the reference CSVs
+    merge: dict[str, str] = setting(factory=dict, omit_default=True)  # raw label -> the class it counts as
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", [v.strip().lower() for v in self.labels])
+        merge = {str(k).strip().lower(): str(v).strip().lower() for k, v in self.merge.items()}
+        for source, target in merge.items():
+            if target not in self.labels:
+                raise ConfigError.at("merge", f"maps {source!r} to {target!r}, which is not among the labels "
+                                              f"({', '.join(self.labels)})")
+            if source in self.labels:
+                raise ConfigError.at("merge", f"maps {source!r} away, but {source!r} is still one of the labels; "
+                                              "remove it from the labels")
+        object.__setattr__(self, "merge", merge)
