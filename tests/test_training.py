@@ -242,6 +242,20 @@ def test_train_cache_restores_instead_of_retraining(corpus, monkeypatch):
         train_stage.run(params, runner(), "fusion_gru")  # its audio input changed: it would train
 
 
+def test_the_optimiser_is_a_train_setting_that_retrains_when_changed(corpus):
+    params = make_params(seeds=[0])
+    train_stage.run(params, runner(), "text_gru")
+    adamw = weights("text_gru", 0)
+    params["models"]["text_gru"]["train"] = {"optimizer": "adam", "warmup_steps": 3}
+    summary = train_stage.run(params, runner(), "text_gru")
+    assert summary["restored_from_cache"] == 0  # not the AdamW run restored
+    adam = weights("text_gru", 0)
+    assert any(not torch.equal(adamw[name], adam[name]) for name in adamw)
+    params["models"]["text_gru"]["train"] = {"lr_groups": {"nowhere": 0.1}}
+    with pytest.raises(ConfigError, match=r"lr_groups.*'nowhere'"):
+        train_stage.run(params, runner(), "text_gru")
+
+
 def test_evaluate_refuses_checkpoints_of_other_features(corpus):
     params = make_params(seeds=[0])
     params["train"]["epochs"] = 2

@@ -15,6 +15,7 @@ from models.registry import NON_HYPER_KEYS, check_hyper_parameters, get_model_cl
 from pipeline.config import ConfigError, section
 from pipeline.device import resolve_device
 from pipeline.tables import SEQUENCE_OVERFLOW
+from pipeline.training.optimisers import OPTIMISERS
 from pipeline.training.splits import FOLD_KINDS, FoldOptions
 
 
@@ -103,6 +104,9 @@ def _grad_clip_problem(value: Any) -> str | None:
     return f"must be a number > 0 (0 or null: no clipping), got {value!r}"
 
 
+OPTIMISER_DEFAULTS: dict[str, Any] = {"optimizer": "adamw", "momentum": 0.9, "lr_groups": {}, "warmup_steps": 0}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The shared `train:` block, validated once so a bad value fails before any data is read.
@@ -121,6 +125,10 @@ class TrainConfig:
     device: str = setting("auto", check=device_problem)
     amp: bool = False
     loss_weights: dict[str, float] | None = setting(factory=dict, min=0)
+    optimizer: str = setting("adamw", choices=OPTIMISERS, omit_default=True)  # see pipeline/training/optimisers.py
+    momentum: float = setting(0.9, min=0, omit_default=True)  # sgd only
+    lr_groups: dict[str, float] = setting(factory=dict, positive=True, omit_default=True)  # parameter prefix -> lr
+    warmup_steps: int = setting(0, min=0, omit_default=True)  # linear warm-up over this many optimiser steps
     threads: int | None = setting(None, positive=True, runtime=True)  # torch CPU threads; small models: 1
 
     def __post_init__(self) -> None:
@@ -130,6 +138,8 @@ class TrainConfig:
         object.__setattr__(self, "weight_decay", float(self.weight_decay))
         object.__setattr__(self, "grad_clip", clip)
         object.__setattr__(self, "loss_weights", {str(k): float(v) for k, v in (self.loss_weights or {}).items()})
+        object.__setattr__(self, "momentum", float(self.momentum))
+        object.__setattr__(self, "lr_groups", {str(k): float(v) for k, v in (self.lr_groups or {}).items()})
 
     @classmethod
     def for_model(cls, params: Mapping[str, Any], name: str) -> TrainConfig:
@@ -158,6 +168,9 @@ class TrainConfig:
         identity = asdict(self)
         identity.pop("seeds")
         identity.pop("threads")
+        for key, default in OPTIMISER_DEFAULTS.items():  # added later: at their default, old caches stay valid
+            if identity[key] == default:
+                identity.pop(key)
         return identity
 
 

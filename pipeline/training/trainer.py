@@ -1,9 +1,10 @@
 """Fit a registered dialogue model once per seed: select on dev weighted F1, never look at test.
 
-Per seed: seed everything, AdamW, gradient clipping, cross-entropy on labeled utterances plus the
-model's auxiliary losses weighted by `train.loss_weights`, early stopping on dev weighted F1, and the
-best-dev epoch's weights kept; `pipeline.training.loop.fit` runs the epochs, `DialogueTask` says
-what one step of a dialogue model is. `pipeline.training.cache` decides which seeds need this.
+Per seed: seed everything, the `train.optimizer` (AdamW by default), gradient clipping, cross-entropy
+on labeled utterances plus the model's auxiliary losses weighted by `train.loss_weights`, early
+stopping on dev weighted F1, and the best-dev epoch's weights kept; `pipeline.training.loop.fit`
+runs the epochs, `DialogueTask` says what one step of a dialogue model is.
+`pipeline.training.cache` decides which seeds need this.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pipeline.training.config import ModelSpec, TrainConfig
 from pipeline.training.data import Dialogue, DialogueData, iter_batches
 from pipeline.training.loop import EpochEnd, LoopOptions, Task, copy_state, fit
 from pipeline.training.metrics import classification_scores
+from pipeline.training.optimisers import build_optimiser, warmup
 
 SELECTION_SCORES = ("accuracy", "weighted_f1", "macro_f1")
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -144,7 +146,9 @@ class DialogueTask(Task):
     def __init__(self, spec: ModelSpec, data: DialogueData, cfg: TrainConfig, seed: int, device: str) -> None:
         self.data, self.cfg, self.device = data, cfg, device
         self.model = build_model(spec.kind, spec.params, data.input_dims, len(data.labels)).to(device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = build_optimiser(self.model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum,
+                                         cfg.lr_groups)
+        self.warmup = warmup(self.optimizer, cfg.warmup_steps)
         self.loss_weights = effective_loss_weights(self.model, spec, cfg)
         self.rng = np.random.default_rng(seed)
         self.model_hook = getattr(self.model, "begin_epoch", None)
@@ -152,6 +156,9 @@ class DialogueTask(Task):
 
     def optimizers(self) -> Sequence[torch.optim.Optimizer]:
         return (self.optimizer,)
+
+    def schedulers(self) -> Sequence[Any]:
+        return () if self.warmup is None else (self.warmup,)
 
     def clip_groups(self) -> Sequence[Sequence[torch.Tensor]]:
         return (list(self.model.parameters()),)
