@@ -4,15 +4,17 @@
                                  [--out benchmarks/results]
 
 DIR is a finished demo workspace (`make demo` in a clone), whose manifest holds the generator's
-utterances and whose `boundaries` stage has learned, on its train and dev dialogues, which pauses end
-an utterance. Each dialogue video is handed to `merc predict` as a new recording: no transcript.
+utterances, whose `boundaries` stage has learned, on its train and dev dialogues, which pauses end
+an utterance, and whose `asr_lm` stage has modelled the words of its train transcripts. Each
+dialogue video is handed to `merc predict` as a new recording: no transcript.
 
 1. **Boundaries (audio only, no emotion model).** The share of test utterances whose start and end
    both lie within 0.3 s of a found segment, for the learned pause model and for plain voice-activity
    detection with its setting chosen on the dev dialogues by the same measure.
-2. **Text source, chosen on dev.** Every dev dialogue through `merc predict` with the recogniser
-   (PocketSphinx) and with no text (the text input masked); the one with the better dev accuracy is
-   the one the comparison below is judged on. Test never takes part in a choice.
+2. **Text source, chosen on dev.** Every dev dialogue through `merc predict` with PocketSphinx
+   decoding with the project's language model of its train transcripts (`asr_lm` stage), with its
+   wheel's generic model, and with no text (the text input masked); the one with the best dev
+   accuracy is the one the comparison below is judged on. Test never takes part in a choice.
 3. **Test accuracy.** Every test dialogue through `merc predict` with each text source, and with the
    generator's transcript (its cuts and text), beside the same model's accuracy on the pipeline's own
    cuts of those videos (`metrics/<model>/predictions.parquet`, mean over seeds). Two readings:
@@ -56,7 +58,10 @@ from pipeline.readme_tables import RENDERERS  # noqa: E402
 from pipeline.training.metrics import wilson_interval  # noqa: E402
 
 TOLERANCE = 0.3  # seconds, at both ends
-TEXT_SOURCES = ("pocketsphinx", "none")  # the offline recogniser whose model ships in its wheel; no text
+# text source -> (--asr, --asr-lm): the offline recogniser with the project's language model of its train
+# transcripts (`asr_lm` stage), with the wheel's generic one, and no text at all
+TEXT_SOURCES = {"pocketsphinx+corpus-lm": ("pocketsphinx", "auto"), "pocketsphinx": ("pocketsphinx", "generic"),
+                "none": ("none", "generic")}
 GRID = {"threshold": (0.35, 0.5, 0.65), "min_silence": (0.1, 0.15, 0.2, 0.3), "merge_gap": (0.0, 0.15)}
 
 
@@ -113,14 +118,16 @@ def by_overlap(truth: list[Segment], frame: pd.DataFrame) -> list[str | None]:
     return out
 
 
-def blind_run(workspace: Path, model: str, dialogues: dict[str, tuple[Path, pd.DataFrame]], asr: str,
+def blind_run(workspace: Path, model: str, dialogues: dict[str, tuple[Path, pd.DataFrame]], source: str,
               scratch: Path, figure: Path | None = None) -> dict[str, Any]:
     """`merc predict` without a transcript on every dialogue: strict and by-overlap accuracy, speed."""
     strict = overlap = total = matched_total = 0
     speed = []
     for dialogue, (video, rows) in dialogues.items():
         started = time.perf_counter()
-        result = predict(PredictOptions(video, scratch / f"{dialogue}-{asr}", model, asr=asr, project=workspace))
+        asr, lm = TEXT_SOURCES[source]
+        result = predict(PredictOptions(video, scratch / f"{dialogue}-{source}", model, asr=asr, asr_lm=lm,
+                                        project=workspace))
         seconds = time.perf_counter() - started
         speed.append({"dialogue": dialogue, "seconds": round(seconds, 1), "duration": result.info["duration"],
                       "real_time_factor": round(seconds / result.info["duration"], 2)})
@@ -194,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         test_runs = {asr: blind_run(workspace, options.model, test, asr, Path(scratch),
                                     options.figure if asr == chosen else None) for asr in TEXT_SOURCES}
         references = reference_runs(workspace, options.model, test, Path(scratch))
-    report = {**provenance({"model": options.model, "tolerance_s": TOLERANCE, "text_sources": TEXT_SOURCES}),
+    report = {**provenance({"model": options.model, "tolerance_s": TOLERANCE, "text_sources": list(TEXT_SOURCES)}),
               "benchmark": "predict",
               "dev": {"pause_model": pauses.dev, "vad_chosen": asdict(vad), "vad_grid": grid,
                       "text_source_chosen": chosen,

@@ -33,6 +33,7 @@ BLOCKS: dict[str, str | type | None] = {
     "lipsync": "pipeline.lipsync_settings:LipSyncSettings",
     "speaker": "pipeline.stages.speaker:SpeakerConfig",
     "boundaries": "pipeline.stages.boundaries:BoundariesConfig",
+    "asr_lm": "pipeline.stages.asr_lm:AsrLmConfig",
     "features": None,  # per extractor, below
     "finetune_text": "pipeline.stages.finetune_text:FinetuneConfig",
     "models": None,  # per model kind, below

@@ -364,7 +364,9 @@ def predict(results: Path) -> str:
              f"| emotion accuracy, `merc predict` with the transcript | {share(test['predict_with_transcript'])} |"]
     for source, run in test["speech_alone"].items():
         chosen = " (chosen on dev)" if source == test["text_source"] else ""
-        text = "no text" if source == "none" else source
+        text = {"none": "no text", "pocketsphinx": "PocketSphinx, its generic language model",
+                "pocketsphinx+corpus-lm": "PocketSphinx, the `asr_lm` model of the train transcripts",
+                }.get(source, source)
         lines += [f"| emotion accuracy, `merc predict` from speech alone, {text}{chosen}: strict | "
                   f"{share(run['strict'])} |",
                   f"| ... by overlap (each utterance takes the found segment overlapping it most) | "

@@ -2,7 +2,7 @@
 
     merc predict talk.mp4 [--transcript talk.srt] [--model fusion_gru] [--out predictions/talk]
                           [--asr auto|whisper|pocketsphinx|none] [--asr-model FOLDER] [--project DIR]
-                          [--boundaries auto|vad]
+                          [--boundaries auto|vad] [--asr-lm auto|generic]
 
 Run from the project (or name it with --project): the model comes from its `artifacts/models/<name>`,
 the face, speaker and cut settings from its `params.yaml`. Writes predictions.csv/.json, a timeline
@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--boundaries", default="auto",
                         help="auto: where utterances end as the project's `boundaries` stage learned it "
                              "(when it did); vad: every pause of the voice-activity detector ends one")
+    parser.add_argument("--asr-lm", default="auto",
+                        help="auto: PocketSphinx decodes with the project's language model of its train "
+                             "transcripts (`asr_lm` stage) when it has one; generic: with the wheel's own")
     parser.add_argument("--project", type=Path, default=Path("."))
     parser.add_argument("--workers", type=int, default=2)
     options = parser.parse_args(argv)
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         with TqdmHook() as hook:
             result = predict(PredictOptions(options.video, out, options.model, options.transcript, options.asr,
                                             options.asr_model, options.project, options.workers,
-                                            boundaries=options.boundaries), hook)
+                                            boundaries=options.boundaries, asr_lm=options.asr_lm), hook)
         written = write_table(result.frame, result.labels, result.info, out)
         written += write_timelines(result.frame, result.labels, result.info["duration"], out)
         video = write_annotated_video(options.video.resolve(), result.frame, result.labels, out / "work", out)

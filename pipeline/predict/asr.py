@@ -3,7 +3,8 @@
 `recogniser("auto", folder)` picks the best one this machine has: a speech-recognition model folder
 the user points to (any `transformers` automatic-speech-recognition checkpoint, e.g. a Whisper
 download, loaded with `local_files_only`), otherwise PocketSphinx, whose US-English model ships in
-its wheel, otherwise `None`: no text, and the emotion model's text input is masked as when a
+its wheel (decoding with the project's own language model of its train transcripts when the
+`asr_lm` stage made one), otherwise `None`: no text, and the emotion model's text input is masked as when a
 modality is missing in training. What was used is recorded in the outputs.
 """
 
@@ -27,8 +28,9 @@ class Recogniser:
     transcribe: Callable[[np.ndarray], str | None]
 
 
-def recogniser(choice: str, folder: str | Path | None = None) -> Recogniser:
-    """The recogniser `choice` names (`auto`: a Whisper folder if given, else PocketSphinx, else none)."""
+def recogniser(choice: str, folder: str | Path | None = None, language_model: Path | None = None) -> Recogniser:
+    """The recogniser `choice` names (`auto`: a Whisper folder if given, else PocketSphinx, else none).
+    PocketSphinx decodes with `language_model` (an ARPA file, e.g. the `asr_lm` stage's) when given."""
     if choice not in RECOGNISERS:
         raise ConfigError(f"--asr is {choice!r}; allowed values: {', '.join(RECOGNISERS)}")
     if choice == "none":
@@ -38,7 +40,7 @@ def recogniser(choice: str, folder: str | Path | None = None) -> Recogniser:
             raise ConfigError("--asr whisper needs --asr-model FOLDER (a local speech-recognition checkpoint)")
         return _whisper(Path(folder))
     try:
-        return _pocketsphinx()
+        return _pocketsphinx(language_model)
     except ImportError:
         if choice == "pocketsphinx":
             raise ConfigError("--asr pocketsphinx: the pocketsphinx package is not installed") from None
@@ -63,10 +65,13 @@ def _whisper(folder: Path) -> Recogniser:
     return Recogniser(f"whisper:{folder}", transcribe)
 
 
-def _pocketsphinx() -> Recogniser:
+def _pocketsphinx(language_model: Path | None) -> Recogniser:
     from pocketsphinx import Decoder
 
-    decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
+    if language_model is None:
+        decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
+    else:
+        decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL", lm=str(language_model))
 
     def transcribe(samples: np.ndarray) -> str | None:
         pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
@@ -77,4 +82,4 @@ def _pocketsphinx() -> Recogniser:
         text = hypothesis.hypstr.strip() if hypothesis is not None else ""
         return text or None
 
-    return Recogniser("pocketsphinx", transcribe)
+    return Recogniser("pocketsphinx" if language_model is None else "pocketsphinx+corpus-lm", transcribe)

@@ -31,6 +31,7 @@ from pipeline.manifest import write_manifest
 from pipeline.media import MediaError, probe, read_audio
 from pipeline.predict.asr import recogniser
 from pipeline.predict.boundaries import MODEL_PATH, BoundaryModel, utterance_segments
+from pipeline.predict.language_model import MODEL_PATH as LM_PATH
 from pipeline.predict.segments import SAMPLE_RATE, Segment, VadSettings, speech_segments
 from pipeline.predict.speakers import link_speakers
 from pipeline.predict.trained import TrainedModel, feature_blocks, load_trained
@@ -46,6 +47,7 @@ from pipeline.training.trainer import dialogue_logits
 log = logging.getLogger("pipeline.predict")
 UNKNOWN_SPEAKER = "?"
 BOUNDARY_CHOICES = ("auto", "vad")
+LM_CHOICES = ("auto", "generic")
 SPLIT = "test"  # the one dialogue plays the test split: no statistic is fitted on it
 
 
@@ -61,6 +63,7 @@ class PredictOptions:
     workers: int = 2
     vad: VadSettings = field(default_factory=VadSettings)
     boundaries: str = "auto"  # auto: the project's learned pause model when it has one; vad: pauses alone
+    asr_lm: str = "auto"  # auto: PocketSphinx with the project's `asr_lm` model when it has one; generic: without
 
 
 @dataclass
@@ -142,7 +145,7 @@ def utterances(samples: np.ndarray, options: PredictOptions, project: Path, hook
         return segments, speakers, f"transcript:{Path(options.transcript).name}"
     pauses = pause_model(project, options.boundaries)
     segments = utterance_segments(samples, pauses) if pauses else speech_segments(samples, options.vad)
-    asr = recogniser(options.asr, options.asr_model)
+    asr = recogniser(options.asr, options.asr_model, corpus_language_model(project, options.asr_lm))
     texts = []
     for index, segment in enumerate(segments):
         hook("speech recognition", completed=index, total=len(segments))
@@ -151,6 +154,14 @@ def utterances(samples: np.ndarray, options: PredictOptions, project: Path, hook
     hook("speech recognition", completed=len(segments), total=len(segments))
     segments = [Segment(s.start, s.end, t) for s, t in zip(segments, texts)]
     return segments, [None] * len(segments), f"{'pauses' if pauses else 'vad'}+{asr.name}"
+
+
+def corpus_language_model(project: Path, choice: str) -> Path | None:
+    """The project's language model of its train transcripts under `auto` (None: generic, or none made)."""
+    if choice not in LM_CHOICES:
+        raise ConfigError(f"--asr-lm is {choice!r}; allowed values: {', '.join(LM_CHOICES)}")
+    path = project / LM_PATH
+    return path if choice == "auto" and path.is_file() else None
 
 
 def pause_model(project: Path, choice: str) -> BoundaryModel | None:
