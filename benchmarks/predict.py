@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the first test dialogue's first timeline is copied (README's picture)")
     options = parser.parse_args(argv)
     workspace = options.workspace.resolve()
+    origin = provenance({"model": options.model, "tolerance_s": TOLERANCE, "text_sources": list(TEXT_SOURCES)})
     pauses = BoundaryModel.load(workspace / MODEL_PATH)
     if pauses is None:
         raise SystemExit(f"{workspace / MODEL_PATH}: the boundaries stage learned no pause model")
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         test_runs = {asr: blind_run(workspace, options.model, test, asr, Path(scratch),
                                     options.figure if asr == chosen else None) for asr in TEXT_SOURCES}
         references = reference_runs(workspace, options.model, test, Path(scratch))
-    report = {**provenance({"model": options.model, "tolerance_s": TOLERANCE, "text_sources": list(TEXT_SOURCES)}),
+    report = {**origin,  # taken before the run: the run rewrites the README's picture
               "benchmark": "predict",
               "dev": {"pause_model": pauses.dev, "vad_chosen": asdict(vad), "vad_grid": grid,
                       "text_source_chosen": chosen,
