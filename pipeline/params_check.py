@@ -73,13 +73,35 @@ def _check_features(features: Any) -> None:
             raise error.within(f"features.{key}") from error
 
 
-def _check_models(models: Any) -> None:
-    from pipeline.training.config import ModelSpec
+def _check_models(params: Mapping[str, Any]) -> None:
+    """Every model block, its `train:` overrides merged over `train`, and the names of its loss weights."""
+    from models.registry import get_model_class
+    from pipeline.training.config import ModelSpec, TrainConfig
 
+    models = params["models"]
     if not isinstance(models, Mapping):
         raise ConfigError(f"params.yaml: 'models' must map model names to blocks, got {models!r}")
+    known_somewhere = {"ce"}
     for name in models:
-        ModelSpec.from_params({"models": models}, name)
+        spec = ModelSpec.from_params({"models": models}, name)
+        known = {"ce", *getattr(get_model_class(spec.kind), "default_loss_weights", {})}
+        known_somewhere |= known
+        _check_loss_names(spec.loss_weights, known, f"models.{name}.loss_weights", spec.kind)
+        if "train" in params:
+            TrainConfig.for_model(params, name, check_device=False)
+            overrides = ((models[name] or {}).get("train") or {}).get("loss_weights") or {}
+            _check_loss_names(overrides, known, f"models.{name}.train.loss_weights", spec.kind)
+    train = params.get("train")
+    shared = (train.get("loss_weights") or {}) if isinstance(train, Mapping) else {}
+    _check_loss_names(shared, known_somewhere, "train.loss_weights", "any configured model")
+
+
+def _check_loss_names(weights: Mapping[str, Any], known: set[str], where: str, owner: str) -> None:
+    """A misspelt loss name would silently leave that loss at weight 1: name it instead."""
+    unknown = sorted(set(weights) - known)
+    if unknown:
+        raise ConfigError(f"params.yaml: '{where}' names {unknown[0]!r}, which is no loss of {owner}; "
+                          f"its losses: {', '.join(sorted(known))}")
 
 
 def _check_refinements(params: Mapping[str, Any]) -> None:
@@ -99,7 +121,7 @@ def check_params(params: Mapping[str, Any], dvc_yaml: Path | None = None, stage:
     if "features" in params:
         _check_features(params["features"])
     if "models" in params:
-        _check_models(params["models"])
+        _check_models(params)
     if "refine" in params:
         _check_refinements(params)
     if dvc_yaml is None:

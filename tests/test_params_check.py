@@ -120,3 +120,29 @@ def test_the_wiring_keys_models_never_receive_are_the_ones_model_wiring_parses()
     from pipeline.training.config import ModelWiring
 
     assert {f.name for f in dataclasses.fields(ModelWiring)} == set(NON_HYPER_KEYS)
+
+
+def test_a_misspelt_loss_weight_is_named_with_the_model_s_losses(base_params):
+    params = copy.deepcopy(base_params)
+    params["models"]["cmath"]["loss_weights"] = {"distil_logit": 1.2}  # distill_logit
+    with pytest.raises(ConfigError, match=r"models\.cmath\.loss_weights.*'distil_logit'.*distill_logit"):
+        check_params(params)
+    params = copy.deepcopy(base_params)
+    params["models"]["text_gru"]["train"] = {"loss_weights": {"reconstruction": 1.0}}  # not a context_gru loss
+    with pytest.raises(ConfigError, match=r"models\.text_gru\.train\.loss_weights.*'reconstruction'"):
+        check_params(params)
+    params = copy.deepcopy(base_params)
+    params["train"]["loss_weights"] = {"reconstruction": 0.5}  # a loss of cmath: fine as a shared weight
+    check_params(params)
+    params["train"]["loss_weights"] = {"nothing_at_all": 0.5}
+    with pytest.raises(ConfigError, match=r"train\.loss_weights.*'nothing_at_all'"):
+        check_params(params)
+
+
+def test_a_model_s_train_overrides_are_checked_before_any_work(base_params):
+    params = copy.deepcopy(base_params)
+    params["models"]["lfvd"]["train"] = {"optimiser": "adam"}  # optimizer
+    with pytest.raises(ConfigError, match=r"models\.lfvd\.train.*optimiser"):
+        check_params(params)
+    params["models"]["lfvd"]["train"] = {"optimizer": "adam", "device": "cuda"}  # a GPU need not be here to check
+    check_params(params)

@@ -142,7 +142,7 @@ class TrainConfig:
         object.__setattr__(self, "lr_groups", {str(k): float(v) for k, v in (self.lr_groups or {}).items()})
 
     @classmethod
-    def for_model(cls, params: Mapping[str, Any], name: str) -> TrainConfig:
+    def for_model(cls, params: Mapping[str, Any], name: str, check_device: bool = True) -> TrainConfig:
         """The shared `train:` block with the model's own `models.<name>.train:` overrides on top
         (e.g. a learning rate that suits one architecture), validated under the key a user edits."""
         shared = dict(section(params, "train"))
@@ -150,13 +150,17 @@ class TrainConfig:
         overrides = block.get("train") or {}
         if not isinstance(overrides, Mapping):
             raise ConfigError(f"params.yaml: 'models.{name}.train' must be a mapping of train keys, got {overrides!r}")
-        return cls.from_params({**shared, **overrides}, f"models.{name}.train" if overrides else "train")
+        return cls.from_params({**shared, **overrides}, f"models.{name}.train" if overrides else "train",
+                               check_device)
 
     @classmethod
-    def from_params(cls, train: Mapping[str, Any], prefix: str = "train") -> TrainConfig:
-        """The parsed block; also fails now, not after the data is loaded, on a device this machine lacks."""
+    def from_params(cls, train: Mapping[str, Any], prefix: str = "train", check_device: bool = True
+                    ) -> TrainConfig:
+        """The parsed block; also fails now, not after the data is loaded, on a device this machine lacks
+        (unless `check_device` is off: the start-of-stage check of every block runs on any machine)."""
         cfg = parse_block(cls, train, prefix)
-        resolve_device(cfg.device, f"{prefix}.device")
+        if check_device:
+            resolve_device(cfg.device, f"{prefix}.device")
         return cfg
 
     def apply_threads(self) -> None:
