@@ -430,11 +430,11 @@ def scale(results: Path) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for row in report["stages"]:
         flags = ("" if row["time_linear"] else " (over)", "" if row["memory_flat"] else " (over)")
+        stage = row.get("stage_rss_mib") or row["peak_rss_mib"]  # results before DVC was measured apart
+        dvc = "{:.0f} / {:.0f}".format(*row["dvc_rss_mib"]) if "dvc_rss_mib" in row else "not measured apart"
         lines.append(f"| `{row['stage']}` | {row['seconds_per_utterance'][0]:.3f} | "
                      f"{row['seconds_per_utterance'][1]:.3f} | {row['time_ratio']:.2f}{flags[0]} | "
-                     f"{row['stage_rss_mib'][0]:.0f} | {row['stage_rss_mib'][1]:.0f} | "
-                     f"{row['memory_ratio']:.2f}{flags[1]} | "
-                     f"{row['dvc_rss_mib'][0]:.0f} / {row['dvc_rss_mib'][1]:.0f} |")
+                     f"{stage[0]:.0f} | {stage[1]:.0f} | {row['memory_ratio']:.2f}{flags[1]} | {dvc} |")
     lines += ["", f"Limits: memory ratio <= {report['memory_limit']}, time ratio <= {report['time_limit']}; "
                   f"every stage within: memory {'yes' if report['all_memory_flat'] else 'no'}, "
                   f"time {'yes' if report['all_time_linear'] else 'no'}."]
