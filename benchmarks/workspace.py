@@ -102,7 +102,7 @@ class Measured(NamedTuple):
     peak_rss_mib: float  # summed over the command's process tree
     output: str  # stdout and stderr together
     returncode: int
-    work_rss_mib: float = 0.0  # the same without the command's own process: under `dvc repro`, the stage alone
+    work_rss_mib: float = 0.0  # the `python -m pipeline` processes under it and their children: the stage alone
 
 
 def run_measured(cmd: list[str], cwd: Path, check: bool = True) -> Measured:
@@ -115,9 +115,9 @@ def run_measured(cmd: list[str], cwd: Path, check: bool = True) -> Measured:
     reader = _drain(process, chunks)
     while process.poll() is None:
         try:
-            own = root.memory_info().rss
-            below = sum(p.memory_info().rss for p in root.children(recursive=True) if p.is_running())
-            peak, work_peak = max(peak, own + below), max(work_peak, below)
+            below = [p for p in root.children(recursive=True) if p.is_running()]
+            peak = max(peak, root.memory_info().rss + sum(p.memory_info().rss for p in below))
+            work_peak = max(work_peak, sum(p.memory_info().rss for p in _stage_tree(below)))
         except psutil.Error:
             pass
         time.sleep(0.1)
@@ -126,6 +126,16 @@ def run_measured(cmd: list[str], cwd: Path, check: bool = True) -> Measured:
     if check and process.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{output[-4000:]}")
     return Measured(time.perf_counter() - started, peak / 2**20, output, process.returncode, work_peak / 2**20)
+
+
+def _stage_tree(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """The `python -m pipeline ...` processes among `processes` and everything they started (ffmpeg,
+    espeak-ng, workers), without the helpers DVC itself starts."""
+    stages = [p for p in processes if "-m pipeline" in " ".join(p.cmdline())]
+    tree = {p.pid: p for p in stages}
+    for stage in stages:
+        tree.update({child.pid: child for child in stage.children(recursive=True)})
+    return list(tree.values())
 
 
 def _drain(process: subprocess.Popen, chunks: list[str]):

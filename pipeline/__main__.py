@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 
@@ -30,7 +31,15 @@ from pipeline.task_runners import make_runner
 log = logging.getLogger("pipeline")
 
 
+# oneDNN (torch's CPU kernels) keeps a compiled kernel per tensor shape it meets, up to 1024: MTCNN on
+# frames of many sizes and batches of many lengths grew a stage's memory with the corpus (the faces
+# stage: 2.6 GiB over 1320 utterances, 1.4 GiB with 8 kept, at the same speed; benchmarks/scale.py).
+RUNTIME_ENV = {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "8"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    for key, value in RUNTIME_ENV.items():  # before any stage imports torch; a user's own value wins
+        os.environ.setdefault(key, value)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["predict"]:  # `merc predict VIDEO ...`: one recording, outside the DAG
         from pipeline.predict.__main__ import main as predict

@@ -7,6 +7,7 @@ The corpus is IEMOCAP-shaped (sessions, so DRKF's session folds run too) with th
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -48,10 +49,12 @@ def test_each_paper_config_trains_one_epoch(path, tmp_path, monkeypatch):
     names = list(read_config(path)["models"])
     params = one_epoch(merged_params(path), names)
     for name in names:
-        summary = get_stage("train")(params, PlainRunner(1), name)
-        assert summary.get("seeds") or summary.get("folds") or summary, summary
+        get_stage("train")(params, PlainRunner(1), name)
+        report = json.loads((paths.METRICS_DIR / name / "train.json").read_text())
+        seeds = report.get("per_seed") or [s for fold in report["per_fold"].values() for s in fold["per_seed"]]
+        assert seeds and all(seed["best_epoch"] == 1 for seed in seeds), (name, seeds)
         assert any((paths.MODELS_DIR / name).rglob("model.safetensors")), name
-    for refinement in params.get("refine") or {}:
-        if refinement in (read_config(path).get("refine") or {}):
-            get_stage("refine")(params, PlainRunner(1), refinement)
-            assert any((paths.MODELS_DIR / refinement).rglob("*.safetensors")), refinement
+    for refinement in read_config(path).get("refine") or {}:
+        get_stage("refine")(params, PlainRunner(1), refinement)
+        assert (paths.METRICS_DIR / refinement / "train.json").is_file(), refinement
+        assert any((paths.MODELS_DIR / refinement).rglob("*.safetensors")), refinement

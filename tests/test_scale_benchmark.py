@@ -23,3 +23,17 @@ def test_ratios_are_per_utterance_time_and_the_stage_s_own_peak_memory_with_the_
     assert (rows["train"]["time_ratio"], rows["train"]["memory_ratio"]) == (1.5, 1.25)
     assert not rows["train"]["time_linear"] and not rows["train"]["memory_flat"]
     assert rows["faces"]["dvc_rss_mib"] == [300.0, 900.0]
+
+
+def test_a_stage_s_memory_is_its_own_processes_not_the_helpers_beside_it(tmp_path):
+    """Under `dvc repro`, the stage is the `python -m pipeline ...` process and what it starts."""
+    import sys
+
+    from benchmarks.workspace import run_measured
+
+    hold = "import time; b = bytearray({size}); b[::4096] = b'x' * len(b[::4096]); time.sleep(3)"
+    stage = f"{sys.executable} -c \"{hold.format(size=150_000_000)}\" -m pipeline faces"
+    helper = f"{sys.executable} -c \"{hold.format(size=300_000_000)}\""
+    measured = run_measured(["sh", "-c", f"{stage} & {helper} & wait"], tmp_path)
+    assert measured.work_rss_mib > 140  # the stage's 150 MB
+    assert measured.peak_rss_mib - measured.work_rss_mib > 280  # the helper's 300 MB, counted apart
