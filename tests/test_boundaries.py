@@ -20,10 +20,10 @@ from pipeline.datasets.demo.video import ffmpeg_available
 from pipeline.datasets.demo.voice import espeak_available
 from pipeline.manifest import read_manifest, write_manifest
 from pipeline.media import read_audio
-from pipeline.predict.boundaries import MODEL_PATH, BoundaryModel, join, matched, pause_labels, utterance_segments
+from pipeline.predict.boundaries import MODEL_PATH, BoundaryModel, matched, pause_labels, utterance_segments
 from pipeline.predict.pauses import FEATURES, pause_features
 from pipeline.predict.run import inside, pause_model
-from pipeline.predict.segments import SAMPLE_RATE, Segment, speech_segments
+from pipeline.predict.segments import SAMPLE_RATE, Segment, join, speech_segments
 from pipeline.runner import PlainRunner
 from pipeline.stages import get_stage
 

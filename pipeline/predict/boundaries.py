@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.predict.pauses import FEATURES, pause_features
-from pipeline.predict.segments import Segment, VadSettings, split_long, vad_spans
+from pipeline.predict.segments import Segment, VadSettings, join, split_long, vad_spans
 
 MODEL_PATH = Path("artifacts/boundaries/model.json")  # written by the `boundaries` stage, in the project
 THRESHOLDS = tuple(np.round(np.arange(0.1, 0.95, 0.05), 2))
@@ -76,19 +76,6 @@ def bridged(samples: np.ndarray, spans: Sequence[Segment], model: BoundaryModel)
     if len(spans) < 2:
         return np.zeros(0, dtype=bool)
     return model.same_utterance(pause_features(samples, spans)) > model.threshold
-
-
-def join(spans: Sequence[Segment], bridge: np.ndarray) -> list[Segment]:
-    """Spans with every bridged pause closed (texts, if any, joined with a space)."""
-    joined: list[Segment] = []
-    for index, span in enumerate(spans):
-        if joined and bridge[index - 1]:
-            last = joined[-1]
-            text = " ".join(t for t in (last.text, span.text) if t) or None
-            joined[-1] = Segment(last.start, max(last.end, span.end), text)
-        else:
-            joined.append(span)
-    return joined
 
 
 def matched(truth: Sequence[Segment], found: Sequence[Segment], tolerance: float) -> list[int | None]:

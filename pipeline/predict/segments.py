@@ -64,15 +64,22 @@ def vad_spans(samples: np.ndarray, settings: VadSettings = VadSettings()) -> lis
 
 def merge_close(segments: Sequence[Segment], gap: float) -> list[Segment]:
     """Join neighbours separated by less than `gap` seconds (texts joined with a space)."""
-    merged: list[Segment] = []
-    for segment in sorted(segments, key=lambda s: s.start):
-        if merged and segment.start - merged[-1].end < gap:
-            last = merged[-1]
-            text = " ".join(t for t in (last.text, segment.text) if t) or None
-            merged[-1] = Segment(last.start, max(last.end, segment.end), text)
+    ordered = sorted(segments, key=lambda s: s.start)
+    close = np.array([b.start - a.end < gap for a, b in zip(ordered[:-1], ordered[1:])], dtype=bool)
+    return join(ordered, close)
+
+
+def join(spans: Sequence[Segment], bridge: np.ndarray) -> list[Segment]:
+    """Spans with every bridged pause (`bridge[i]`: between spans i and i + 1) closed, texts joined."""
+    joined: list[Segment] = []
+    for index, span in enumerate(spans):
+        if joined and bridge[index - 1]:
+            last = joined[-1]
+            text = " ".join(t for t in (last.text, span.text) if t) or None
+            joined[-1] = Segment(last.start, max(last.end, span.end), text)
         else:
-            merged.append(segment)
-    return merged
+            joined.append(span)
+    return joined
 
 
 def split_long(segments: Sequence[Segment], max_seconds: float) -> list[Segment]:
