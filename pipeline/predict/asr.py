@@ -68,10 +68,8 @@ def _whisper(folder: Path) -> Recogniser:
 def _pocketsphinx(language_model: Path | None) -> Recogniser:
     from pocketsphinx import Decoder
 
-    if language_model is None:
-        decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
-    else:
-        decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL", lm=str(language_model))
+    own_model = {} if language_model is None else {"lm": str(language_model)}
+    decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL", **own_model)
 
     def transcribe(samples: np.ndarray) -> str | None:
         pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16).tobytes()

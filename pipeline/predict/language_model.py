@@ -54,11 +54,11 @@ def bigram_arpa(texts: Iterable[str], vocabulary: set[str], discount: float = 0.
     following: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for (first, second), count in bigrams.items():
         following[first].append((second, count))
+    history = {first: sum(count for _, count in seen) for first, seen in following.items()}
     backoff = {}
     for first, seen in following.items():
-        history = sum(count for _, count in seen)
         left = 1.0 - sum(unigram[second] for second, _ in seen)
-        backoff[first] = (discount * len(seen) / history) / left if left > 1e-9 else 1e-9
+        backoff[first] = (discount * len(seen) / history[first]) / left if left > 1e-9 else 1e-9
     lines = ["\\data\\", f"ngram 1={len(unigrams)}", f"ngram 2={len(bigrams)}", "", "\\1-grams:"]
     for word in sorted(unigrams):
         probability = -99.0 if word == START else math.log10(unigram[word])
@@ -66,8 +66,7 @@ def bigram_arpa(texts: Iterable[str], vocabulary: set[str], discount: float = 0.
         lines.append(f"{probability:.4f} {word}{weight}")
     lines += ["", "\\2-grams:"]
     for (first, second), count in sorted(bigrams.items()):
-        history = sum(c for _, c in following[first])
-        lines.append(f"{math.log10((count - discount) / history):.4f} {first} {second}")
+        lines.append(f"{math.log10((count - discount) / history[first]):.4f} {first} {second}")
     lines += ["", "\\end\\", ""]
     counts = {"sentences": sentences, "words": total - sentences, "distinct_words": len(unigrams) - 2,
               "dropped_words": dropped}

@@ -29,8 +29,8 @@ def pause_features(samples: np.ndarray, spans: Sequence[Segment]) -> np.ndarray:
     """[len(spans) - 1, len(FEATURES)]: one row per pause between consecutive `spans` (sorted by start)."""
     rows = []
     for left, right in zip(spans[:-1], spans[1:]):
-        before = _clip(samples, max(left.start, left.end - WINDOW), left.end)
-        after = _clip(samples, right.start, min(right.end, right.start + WINDOW))
+        before = _frames(_clip(samples, max(left.start, left.end - WINDOW), left.end))
+        after = _frames(_clip(samples, right.start, min(right.end, right.start + WINDOW)))
         pitch_before, pitch_after = _pitch(before), _pitch(after)
         rows.append([
             right.start - left.end,
@@ -49,6 +49,8 @@ def _clip(samples: np.ndarray, start: float, end: float) -> np.ndarray:
 
 
 def _frames(samples: np.ndarray) -> np.ndarray:
+    """Windowed 40 ms frames at a 10 ms hop (float64), made once per side and read by every cue."""
+    samples = samples.astype(np.float64)
     if samples.size < FRAME:
         samples = np.pad(samples, (0, FRAME - samples.size))
     count = 1 + (samples.size - FRAME) // HOP
@@ -56,9 +58,8 @@ def _frames(samples: np.ndarray) -> np.ndarray:
     return samples[index] * np.hanning(FRAME)[None, :]
 
 
-def _pitch(samples: np.ndarray) -> np.ndarray:
+def _pitch(frames: np.ndarray) -> np.ndarray:
     """Semitones (re 100 Hz) of the voiced 10 ms frames, in time order (autocorrelation peak picking)."""
-    frames = _frames(samples.astype(np.float64))
     frames = frames - frames.mean(axis=1, keepdims=True)
     spectrum = np.fft.rfft(frames, n=2 * FRAME, axis=1)
     autocorrelation = np.fft.irfft(np.abs(spectrum) ** 2, axis=1)[:, : MAX_LAG + 1]
@@ -86,16 +87,15 @@ def _final_slope(pitch: np.ndarray, frames: int = 25) -> float:
     return float(np.polyfit(seconds, tail, 1)[0])
 
 
-def _level(samples: np.ndarray) -> float:
+def _level(frames: np.ndarray) -> float:
     """Loudness in dB of the speech (frames within 30 dB of the loudest)."""
-    power = (_frames(samples.astype(np.float64)) ** 2).mean(axis=1) + 1e-12
+    power = (frames ** 2).mean(axis=1) + 1e-12
     db = 10.0 * np.log10(power)
     return float(db[db > db.max() - 30.0].mean())
 
 
-def _bands(samples: np.ndarray) -> np.ndarray:
+def _bands(frames: np.ndarray) -> np.ndarray:
     """Mean log energy in BANDS log-spaced bands (80 Hz-7 kHz) over the loud frames, level removed."""
-    frames = _frames(samples.astype(np.float64))
     power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
     frequencies = np.fft.rfftfreq(FRAME, 1.0 / SAMPLE_RATE)
     edges = np.geomspace(80.0, 7000.0, BANDS + 1)
