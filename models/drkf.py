@@ -123,6 +123,7 @@ class DRKF(nn.Module):
     """Residual-AE augmentation, contrastive MI estimation, a self-attention fusion encoder, EC and ED heads."""
 
     requires_sequences = True
+    utterance_level = True  # scores each utterance alone: `train.batch_utterances` may batch utterances
     default_loss_weights = PAPER_LOSS_WEIGHTS
 
     def __init__(

@@ -7,7 +7,9 @@ those of the chosen face. This model is the paper's §3.3-3.5:
   `models.layers.dialogue_graph`): a 4-layer multi-head GAT **teacher** on the teacher modality
   (text) and **students** on the others (audio: GraphConv, others: GAT).
 - Knowledge distillation: phase 1 trains the teacher alone (`teacher_epochs`, its own optimiser, the
-  class-weighted Poly CE) before the trainer's first epoch, then freezes it; phase 2 trains the
+  class-weighted Poly CE) before the trainer's first epoch, keeps its last epoch or, with
+  `teacher_selection: dev`, its best dev weighted F1 epoch (stopping after `teacher_patience` epochs
+  without a gain, as the authors stop it on validation W-F1), then freezes it; phase 2 trains the
   students and the fusion jointly, each student with L_dis = a CE + (1 - a) tau^2 KL(teacher ||
   student). The phases need the trainer's `begin_epoch` hook; without it (or with
   `teacher_epochs: 0`) the teacher trains online with its own loss (`teacher`) and is distilled
@@ -49,6 +51,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
+from sklearn.metrics import f1_score
 from torch import Tensor, nn
 
 from models.batch import IGNORE_INDEX, DialogueBatch, ModelOutput
@@ -64,6 +67,8 @@ from models.layers.dialogue_graph import GraphEncoder, GraphLayerSpec, Utterance
 from models.layers.distill import masked_cross_entropy
 from models.layers.hierarchical_fusion import FusionTrace, HierarchicalFusion, fisher_ratio
 from models.registry import register
+
+TEACHER_SELECTIONS = ("last", "dev")  # phase 1 keeps its last epoch, or its best dev weighted F1 epoch
 
 NAME = "kd_hierfusion"
 GRAPH_MODES = ("dialogue", "batch_knn")
@@ -146,6 +151,8 @@ class SpeakerKDHierFusion(nn.Module):
         teacher_epochs: int = 10,
         teacher_lr: float = 8e-5,
         teacher_weight_decay: float = 1e-3,
+        teacher_selection: str = "last",
+        teacher_patience: int | None = None,
     ) -> None:
         super().__init__()
         if not input_dims:
@@ -176,6 +183,9 @@ class SpeakerKDHierFusion(nn.Module):
         self.teacher_epochs = teacher_epochs
         self.teacher_lr = positive_float(NAME, "teacher_lr", teacher_lr)
         self.teacher_weight_decay = non_negative(NAME, "teacher_weight_decay", teacher_weight_decay)
+        self.teacher_selection = choice(NAME, "teacher_selection", teacher_selection, TEACHER_SELECTIONS)
+        self.teacher_patience = None if teacher_patience is None else positive_int(
+            NAME, "teacher_patience", teacher_patience)
         self.speaker_weight = non_negative(NAME, "speaker_weight", speaker_weight)
 
         graph_dim = positive_int(NAME, "graph_dim", graph_dim)
@@ -416,16 +426,20 @@ class SpeakerKDHierFusion(nn.Module):
 
     # ------------------------------------------------------------ trainer hook
 
-    def begin_epoch(self, epoch: int, train_batches: Callable[[], Iterable[DialogueBatch]]) -> None:
+    def begin_epoch(self, epoch: int, train_batches: Callable[[], Iterable[DialogueBatch]],
+                    dev_batches: Callable[[], Iterable[DialogueBatch]] | None = None) -> None:
         """Before each training epoch: class counts (once), phase 1 teacher training (once), q_stats.
 
-        `train_batches()` yields the training split's batches on the model's device; nothing from
-        dev or test reaches this hook.
+        `train_batches()` yields the training split's batches on the model's device, `dev_batches()`
+        the dev split's, which only choose the teacher's epoch (`teacher_selection: dev`); test never
+        reaches this hook.
         """
         if float(self.class_counts.sum()) == 0:
             self._count_classes(train_batches())
         if self.teacher_key is not None and not self.teacher_frozen and self.teacher_epochs > 0:
-            self._train_teacher(train_batches)
+            if self.teacher_selection == "dev" and dev_batches is None:
+                raise ValueError(f"{NAME}: teacher_selection 'dev' needs the dev split's batches")
+            self._train_teacher(train_batches, dev_batches if self.teacher_selection == "dev" else None)
         self._update_quality_stats(train_batches())
 
     def _count_classes(self, batches: Iterable[DialogueBatch]) -> None:
@@ -435,13 +449,21 @@ class SpeakerKDHierFusion(nn.Module):
             counts += torch.bincount(known, minlength=self.num_classes).to(counts)
         self.class_counts.copy_(counts)
 
-    def _train_teacher(self, train_batches: Callable[[], Iterable[DialogueBatch]]) -> None:
-        """Phase 1: the teacher alone on the class-weighted Poly CE, then frozen for good."""
+    def _train_teacher(self, train_batches: Callable[[], Iterable[DialogueBatch]],
+                       dev_batches: Callable[[], Iterable[DialogueBatch]] | None) -> None:
+        """Phase 1: the teacher alone on the class-weighted Poly CE, then frozen for good.
+
+        With `dev_batches`, the teacher keeps the weights of its epoch with the best dev weighted F1
+        and stops after `teacher_patience` epochs without a gain (the authors' early stopping on
+        validation W-F1); without, it keeps its last epoch's weights.
+        """
         encoder = self.encoders[self.teacher_key]
         optimiser = torch.optim.AdamW(encoder.parameters(), lr=self.teacher_lr, weight_decay=self.teacher_weight_decay)
         was_training = self.training
-        self.train()
+        best_score, best_state, since_best = -1.0, None, 0
+        self.teacher_history: list[float] = []
         for _ in range(self.teacher_epochs):
+            self.train()
             for batch in train_batches():
                 valid = batch.mask & batch.present[self.teacher_key]
                 _, logits = self._encode_one(batch, self.teacher_key, valid)
@@ -450,9 +472,38 @@ class SpeakerKDHierFusion(nn.Module):
                 loss.backward()
                 nn.utils.clip_grad_norm_(encoder.parameters(), 1.0)
                 optimiser.step()
+            if dev_batches is None:
+                continue
+            score = self._teacher_weighted_f1(dev_batches())
+            self.teacher_history.append(score)
+            if score > best_score:
+                best_score, since_best = score, 0
+                best_state = {k: v.detach().clone() for k, v in encoder.state_dict().items()}
+            else:
+                since_best += 1
+                if self.teacher_patience is not None and since_best >= self.teacher_patience:
+                    break
+        if best_state is not None:
+            encoder.load_state_dict(best_state)
         encoder.zero_grad(set_to_none=True)
         self.teacher_ready.fill_(1.0)
         self.train(was_training)
+
+    @torch.no_grad()
+    def _teacher_weighted_f1(self, batches: Iterable[DialogueBatch]) -> float:
+        """The teacher's weighted F1 over the labeled utterances of `batches`, in eval mode."""
+        self.eval()
+        truth, predicted = [], []
+        for batch in batches:
+            valid = batch.mask & batch.present[self.teacher_key] & (batch.labels != IGNORE_INDEX)
+            _, logits = self._encode_one(batch, self.teacher_key, batch.mask & batch.present[self.teacher_key])
+            truth.append(batch.labels[valid].cpu())
+            predicted.append(logits.argmax(dim=-1)[valid].cpu())
+        truth_all, predicted_all = torch.cat(truth).numpy(), torch.cat(predicted).numpy()
+        if truth_all.size == 0:
+            raise ValueError(f"{NAME}: the dev split has no labeled utterances to select the teacher on")
+        return float(f1_score(truth_all, predicted_all, labels=range(self.num_classes), average="weighted",
+                              zero_division=0))
 
     @torch.no_grad()
     def _update_quality_stats(self, batches: Iterable[DialogueBatch]) -> None:

@@ -25,9 +25,10 @@ from pipeline.runner import PlainRunner
 from pipeline.stages import evaluate as evaluate_stage
 from pipeline.stages import train as train_stage
 from pipeline.training.config import ModelSpec, TrainConfig
+from pipeline.training.data import load_dialogue_data
 from pipeline.training.metrics import classification_scores, unweighted_accuracy
 from pipeline.training.splits import session_folds
-from pipeline.training.trainer import effective_loss_weights, total_loss
+from pipeline.training.trainer import DialogueTask, effective_loss_weights, total_loss
 from tests.test_sequence_batches import LABELS, write_sequence_corpus
 
 DIMS = {"audio": 5, "text": 6}
@@ -519,3 +520,31 @@ def test_leave_one_session_out_trains_a_model_per_session_and_averages_folds(tmp
     fold_scores = report["per_seed"][0]["folds"]["Ses03"]["test"]
     assert fold_scores["accuracy"] == pytest.approx((seed_fold["label"] == seed_fold["predicted"]).mean())
     assert (paths.PLOTS_DIR / "drkf" / "confusion.png").exists()
+
+
+def test_utterance_batches_hold_the_set_number_of_train_utterances(tmp_path, monkeypatch):
+    """`train.batch_utterances: 4` (the paper's M) draws 4 utterances per step, each train utterance once an epoch."""
+    monkeypatch.chdir(tmp_path)
+    write_sequence_corpus(tmp_path)
+    params = _stage_params(train={"batch_utterances": 4})
+    spec = ModelSpec.from_params(params, "drkf")
+    cfg = TrainConfig.for_model(params, "drkf")
+    data = load_dialogue_data(list(spec.inputs), **spec.sequences.loader_kwargs())
+    task = DialogueTask(spec, data, cfg, seed=0, device="cpu")
+    batches = list(task.batches(1))
+    train_utts = [u for d in data.split("train") for u in d.utt_ids]
+    drawn = [ids[0] for batch in batches for ids in batch.utt_ids]
+    assert all(batch.mask.shape == (len(batch.utt_ids), 1) for batch in batches)
+    assert [len(b.utt_ids) for b in batches[:-1]] == [4] * (len(batches) - 1) and len(batches[-1].utt_ids) <= 4
+    assert sorted(drawn) == sorted(train_utts) and drawn != train_utts  # every train utterance once, shuffled
+    summary = train_stage.run(params, _runner(), "drkf")  # and the stage trains with them
+    history = json.loads((paths.MODELS_DIR / "drkf" / "seed0" / "history.json").read_text())
+    assert summary["seeds"] == 1 and len(history) >= 1 and math.isfinite(history[0]["train_loss"])
+
+
+def test_utterance_batches_are_refused_for_a_model_that_reads_context():
+    params = {"models": {"gru": {"kind": "context_gru", "inputs": ["text"], "train": {"batch_utterances": 4}}},
+              "train": _stage_params()["train"]}
+    with pytest.raises(ConfigError, match=r"models\.gru\.train\.batch_utterances.*reads dialogue context"):
+        TrainConfig.for_model(params, "gru")
+    assert TrainConfig.for_model(_stage_params(train={"batch_utterances": 4}), "drkf").batch_utterances == 4

@@ -400,3 +400,52 @@ def test_every_documented_ablation_row_is_a_valid_params_edit():
         net = build_model("kd_hierfusion", block, dims, CLASSES)
         loss, _ = objective(net, make_batch([4, 3], dims=dims), weights)
         assert torch.isfinite(loss), row["row"]
+
+
+def test_a_dev_selected_teacher_keeps_its_best_dev_epoch_and_stops_on_patience():
+    """Dev labels follow a shifted rule, so the better the teacher fits train, the worse it scores on dev."""
+    train = linear_text_batch()
+    dev = clone(train)
+    dev.labels = torch.where(train.labels == IGNORE_INDEX, train.labels, (train.labels + 1) % CLASSES)
+    hyper = {"teacher_epochs": 8, "teacher_lr": 0.03}
+
+    last = kd(**hyper)
+    last.begin_epoch(1, lambda: iter([train]), lambda: iter([dev]))
+    chosen = kd(**hyper, teacher_selection="dev")
+    chosen.begin_epoch(1, lambda: iter([train]), lambda: iter([dev]))
+    history = chosen.teacher_history
+    assert len(history) == 8 and max(history) > history[-1]
+    assert chosen._teacher_weighted_f1([dev]) == pytest.approx(max(history))  # the best dev epoch's weights
+    assert last._teacher_weighted_f1([dev]) == pytest.approx(history[-1])  # same run, last epoch kept
+    assert chosen.teacher_frozen
+
+    patient = kd(**hyper, teacher_selection="dev", teacher_patience=2)
+    patient.begin_epoch(1, lambda: iter([train]), lambda: iter([dev]))
+    best = int(np.argmax(patient.teacher_history))
+    assert len(patient.teacher_history) == min(8, best + 3) < 8
+    with pytest.raises(ValueError, match="teacher_selection 'dev' needs the dev split"):
+        kd(**hyper, teacher_selection="dev").begin_epoch(1, lambda: iter([train]))
+    with pytest.raises(ValueError, match="teacher_selection"):
+        kd(teacher_selection="test")
+
+
+def test_the_trainer_selects_the_teacher_on_the_dev_split_only(monkeypatch):
+    from tests.fusion_helpers import tiny_dialogue_data
+
+    data = tiny_dialogue_data()
+    seen: list[str] = []
+    score = SpeakerKDHierFusion._teacher_weighted_f1
+
+    def recording(self, batches):
+        batches = list(batches)
+        seen.extend(u for batch in batches for ids in batch.utt_ids for u in ids)
+        return score(self, batches)
+
+    monkeypatch.setattr(SpeakerKDHierFusion, "_teacher_weighted_f1", recording)
+    block = {"kind": "kd_hierfusion", "inputs": list(DIMS), **TINY, "teacher_selection": "dev"}
+    spec = ModelSpec("kd", "kd_hierfusion", tuple(DIMS), block)
+    cfg = TrainConfig(seeds=(0,), epochs=1, patience=1, batch_dialogues=3, lr=0.01, weight_decay=0.0,
+                      grad_clip=1.0, device="cpu")
+    trainer.fit_seed(spec, data, cfg, 0)
+    dev = [u for d in data.split("dev") for u in d.utt_ids]
+    assert seen == dev * TINY["teacher_epochs"]  # every teacher epoch scored on dev, in order, nothing else

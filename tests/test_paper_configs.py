@@ -188,6 +188,7 @@ def kd_sizes(model: nn.Module, dims: Mapping[str, int], classes: int) -> None:
     assert (model.poly_alpha, model.poly_gamma, model.smoothing) == (1.2, 1.2, 0.1)
     assert (model.distill_alpha, model.distill_temperature, model.contrast_temperature) == (0.65, 2.0, 0.07)
     assert (model.teacher_lr, model.teacher_weight_decay) == (8e-5, 1e-3)
+    assert (model.teacher_selection, model.teacher_patience) == ("dev", 10)  # early stopping on validation W-F1
 
 
 def backbone_sizes(hidden: int, dropout: float) -> Callable[[nn.Module, Mapping[str, int], int], None]:
@@ -203,9 +204,11 @@ def backbone_sizes(hidden: int, dropout: float) -> Callable[[nn.Module, Mapping[
 
 
 def train(optimizer: str, lr: float, weight_decay: float, batch: int, epochs: int, grad_clip: float | None,
-          seeds: int, lr_groups: Mapping[str, float] | None = None) -> dict[str, Any]:
+          seeds: int, lr_groups: Mapping[str, float] | None = None, batch_utterances: int | None = None
+          ) -> dict[str, Any]:
     return {"optimizer": optimizer, "lr": lr, "weight_decay": weight_decay, "batch_dialogues": batch,
-            "epochs": epochs, "grad_clip": grad_clip, "seeds": seeds, "lr_groups": dict(lr_groups or {})}
+            "epochs": epochs, "grad_clip": grad_clip, "seeds": seeds, "lr_groups": dict(lr_groups or {}),
+            "batch_utterances": batch_utterances}
 
 
 KD_TRAIN = train("adamw", 4e-5, 1e-3, 8, 30, 1.0, 5,
@@ -242,9 +245,11 @@ PAPERS: dict[str, dict[str, Any]] = {
         "losses": {"contrastive_self": 1.35e-3, "contrastive_full": 5e-3, "distill_variational": 3e-3},
         "check": lfvd_sizes(384)}}},
     "drkf/iemocap": {"classes": 4, "models": {"drkf": {
-        "train": train("adamw", 1e-5, 0.01, 1, 100, None, 1), "losses": DRKF_LOSSES, "check": drkf_sizes}}},
+        "train": train("adamw", 1e-5, 0.01, 1, 100, None, 1, batch_utterances=4), "losses": DRKF_LOSSES,
+        "check": drkf_sizes}}},
     "drkf/meld": {"classes": 7, "models": {"drkf": {
-        "train": train("adamw", 1e-5, 0.01, 1, 100, None, 3), "losses": DRKF_LOSSES, "check": drkf_sizes}}},
+        "train": train("adamw", 1e-5, 0.01, 1, 100, None, 3, batch_utterances=4), "losses": DRKF_LOSSES,
+        "check": drkf_sizes}}},
     "kd_hierfusion/iemocap": {"classes": 6, "models": {"kd_hierfusion": {
         "train": KD_TRAIN, "losses": KD_LOSSES, "check": kd_sizes}}},
     "kd_hierfusion/meld": {"classes": 7, "models": {"kd_hierfusion": {

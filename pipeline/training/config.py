@@ -104,7 +104,9 @@ def _grad_clip_problem(value: Any) -> str | None:
     return f"must be a number > 0 (0 or null: no clipping), got {value!r}"
 
 
-OPTIMISER_DEFAULTS: dict[str, Any] = {"optimizer": "adamw", "momentum": 0.9, "lr_groups": {}, "warmup_steps": 0}
+# Keys added after the first release: at their default they stay out of `cache_identity`, so old caches stay valid.
+LATER_KEY_DEFAULTS: dict[str, Any] = {"optimizer": "adamw", "momentum": 0.9, "lr_groups": {}, "warmup_steps": 0,
+                                      "batch_utterances": None}
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,8 @@ class TrainConfig:
     momentum: float = setting(0.9, min=0, omit_default=True)  # sgd only
     lr_groups: dict[str, float] = setting(factory=dict, positive=True, omit_default=True)  # parameter prefix -> lr
     warmup_steps: int = setting(0, min=0, omit_default=True)  # linear warm-up over this many optimiser steps
+    # train on shuffled batches of this many utterances instead of whole dialogues (utterance-level models only)
+    batch_utterances: int | None = setting(None, positive=True, omit_default=True)
     threads: int | None = setting(None, positive=True, runtime=True)  # torch CPU threads; small models: 1
 
     def __post_init__(self) -> None:
@@ -150,8 +154,16 @@ class TrainConfig:
         overrides = block.get("train") or {}
         if not isinstance(overrides, Mapping):
             raise ConfigError(f"params.yaml: 'models.{name}.train' must be a mapping of train keys, got {overrides!r}")
-        return cls.from_params({**shared, **overrides}, f"models.{name}.train" if overrides else "train",
-                               check_device)
+        where = f"models.{name}.train" if overrides else "train"
+        cfg = cls.from_params({**shared, **overrides}, where, check_device)
+        if cfg.batch_utterances is not None and block.get("kind") is not None:
+            model_class = get_model_class(str(block["kind"]))
+            if not getattr(model_class, "utterance_level", False):
+                raise ConfigError.at(
+                    f"{where}.batch_utterances",
+                    f"is {cfg.batch_utterances}, but models.{name} (kind {block['kind']}) reads dialogue context: "
+                    "utterance batches would cut it; leave batch_utterances null (whole dialogues) for this model")
+        return cfg
 
     @classmethod
     def from_params(cls, train: Mapping[str, Any], prefix: str = "train", check_device: bool = True
@@ -172,7 +184,7 @@ class TrainConfig:
         identity = asdict(self)
         identity.pop("seeds")
         identity.pop("threads")
-        for key, default in OPTIMISER_DEFAULTS.items():  # added later: at their default, old caches stay valid
+        for key, default in LATER_KEY_DEFAULTS.items():
             if identity[key] == default:
                 identity.pop(key)
         return identity

@@ -331,6 +331,26 @@ def collate(dialogues: Sequence[Dialogue], inputs: Sequence[str]) -> DialogueBat
     )
 
 
+def single_utterances(dialogues: Sequence[Dialogue]) -> list[Dialogue]:
+    """Every utterance of `dialogues` as a one-utterance dialogue, for utterance-level batches: the
+    batch's contrastive and pair terms then range over the utterances drawn, not over whole dialogues."""
+    singles = []
+    for dialogue in dialogues:
+        for row, utt in enumerate(dialogue.utt_ids):
+            keep = slice(row, row + 1)
+            singles.append(Dialogue(
+                dialogue_id=dialogue.dialogue_id,
+                split=dialogue.split,
+                utt_ids=[utt],
+                speakers=np.zeros(1, dtype=np.int64),
+                labels=dialogue.labels[keep],
+                features={k: v[keep] for k, v in dialogue.features.items()},
+                present={k: v[keep] for k, v in dialogue.present.items()},
+                sequences={k: v[keep] for k, v in dialogue.sequences.items()},
+            ))
+    return singles
+
+
 def iter_batches(
     dialogues: Sequence[Dialogue],
     inputs: Sequence[str],

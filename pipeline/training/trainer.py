@@ -21,7 +21,7 @@ from models.batch import IGNORE_INDEX, DialogueBatch, ModelOutput
 from models.registry import build_model
 from pipeline.device import resolve_device
 from pipeline.training.config import ModelSpec, TrainConfig
-from pipeline.training.data import Dialogue, DialogueData, iter_batches
+from pipeline.training.data import Dialogue, DialogueData, iter_batches, single_utterances
 from pipeline.training.loop import EpochEnd, LoopOptions, Task, copy_state, fit
 from pipeline.training.metrics import classification_scores
 from pipeline.training.optimisers import build_optimiser, warmup
@@ -124,14 +124,25 @@ def train_batch_source(
 ) -> Callable[[], Iterator[DialogueBatch]]:
     """Shuffled passes over the TRAIN split only, on `device`, for a model's `begin_epoch` hook.
 
-    A model may define `begin_epoch(epoch, train_batches)`; the trainer calls it in train mode before
-    each epoch. The passes draw from their own seeded generator, so the main loop's batch order is
-    the same with or without the hook, and dev and test never reach it.
+    A model may define `begin_epoch(epoch, train_batches, dev_batches)`; the trainer calls it in train
+    mode before each epoch. The passes draw from their own seeded generator, so the main loop's batch
+    order is the same with or without the hook; `dev_batch_source` gives the dev split in order, for
+    selection only, and test never reaches the hook.
     """
     rng = np.random.default_rng([seed, 1])
 
     def batches() -> Iterator[DialogueBatch]:
         for batch in iter_batches(data.split("train"), data.inputs, batch_dialogues, rng):
+            yield batch.to(device)
+
+    return batches
+
+
+def dev_batch_source(data: DialogueData, batch_dialogues: int, device: str) -> Callable[[], Iterator[DialogueBatch]]:
+    """The dev split in order, on `device`: what a model's `begin_epoch` hook may select a phase on."""
+
+    def batches() -> Iterator[DialogueBatch]:
+        for batch in iter_batches(data.split("dev"), data.inputs, batch_dialogues):
             yield batch.to(device)
 
     return batches
@@ -153,6 +164,11 @@ class DialogueTask(Task):
         self.rng = np.random.default_rng(seed)
         self.model_hook = getattr(self.model, "begin_epoch", None)
         self.train_source = train_batch_source(data, cfg.batch_dialogues, device, seed)
+        self.dev_source = dev_batch_source(data, cfg.batch_dialogues, device)
+        # what one training batch holds: `batch_dialogues` whole dialogues, or `batch_utterances` utterances
+        self.train_units = data.split("train") if cfg.batch_utterances is None else single_utterances(
+            data.split("train"))
+        self.batch_size = cfg.batch_dialogues if cfg.batch_utterances is None else cfg.batch_utterances
 
     def optimizers(self) -> Sequence[torch.optim.Optimizer]:
         return (self.optimizer,)
@@ -166,10 +182,10 @@ class DialogueTask(Task):
     def begin_epoch(self, epoch: int) -> None:
         self.model.train()
         if callable(self.model_hook):  # optional model hook: train-split statistics, pre-training phases
-            self.model_hook(epoch, self.train_source)
+            self.model_hook(epoch, self.train_source, self.dev_source)
 
     def batches(self, epoch: int) -> Iterator[DialogueBatch]:
-        for batch in iter_batches(self.data.split("train"), self.data.inputs, self.cfg.batch_dialogues, self.rng):
+        for batch in iter_batches(self.train_units, self.data.inputs, self.batch_size, self.rng):
             yield batch.to(self.device)
 
     def forward(self, batch: DialogueBatch) -> ModelOutput:

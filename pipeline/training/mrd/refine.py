@@ -36,6 +36,7 @@ from pipeline.training.trainer import (
     SELECTION_SCORES,
     EpochCallback,
     SeedResult,
+    dev_batch_source,
     effective_loss_weights,
     score_split,
     train_batch_source,
@@ -103,6 +104,7 @@ class MRDTask(Task):
         self.aux_weights = [effective_loss_weights(m, s, train_cfg) for m, s in zip((self.multi, self.text), specs)]
         self.model_hooks = [getattr(m, "begin_epoch", None) for m in (self.multi, self.text)]
         self.sources = [train_batch_source(d, train_cfg.batch_dialogues, device, seed) for d in (pair.multi, pair.text)]
+        self.dev_sources = [dev_batch_source(d, train_cfg.batch_dialogues, device) for d in (pair.multi, pair.text)]
         self.ratio, self.active_pool = 1.0, set()
 
     def optimizers(self) -> Sequence[torch.optim.Optimizer]:
@@ -115,10 +117,10 @@ class MRDTask(Task):
         rule = self.cfg.curriculum
         self.ratio = 1.0 if rule.mode != "pool" else pacing_ratio(epoch - 1, rule.r0, rule.step)
         self.active_pool = self.curriculum.pool(self.ratio)
-        for model, hook, source in zip((self.multi, self.text), self.model_hooks, self.sources):
+        for model, hook, source, dev in zip((self.multi, self.text), self.model_hooks, self.sources, self.dev_sources):
             model.train()
             if callable(hook):
-                hook(epoch, source)
+                hook(epoch, source, dev)
 
     def batches(self, epoch: int) -> Iterator[tuple[DialogueBatch, DialogueBatch]]:
         order = _dialogue_order(self.pair, self.curriculum, self.active_pool, self.cfg.curriculum.mode, self.rng)
