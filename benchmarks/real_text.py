@@ -15,6 +15,12 @@ feature stages, then `train@<model>` and `evaluate@<model>` for every model (`re
 baseline of its own: a no-context logistic regression on the same `text` features (C chosen on dev;
 deterministic, so its seeds agree and its std is 0).
 
+Before the final seeds, each model the file's `tune` block names is swept on dev: every combination
+of its grid (`lr`, `size`: hyper-parameters set together, or any single hyper-parameter) trains with the
+sweep's seeds through the `train` stage alone, and the setting with the best mean dev weighted F1 is
+kept (`evaluate`, which scores test, does not run during the sweep; --no-tune skips it). Each row records
+its trials and choice (`tuning`) and, from the file's `paper` block, the paper's own number and protocol.
+
 Every neural model is selected on dev weighted F1 per seed and scored once on test; rows report
 mean ± std over the seeds and the wall seconds of the model's `train` stage per epoch it ran (absent
 when the checkpoints were restored rather than trained). Rows are MERGED into `<out>/real_text.json`
@@ -27,12 +33,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import itertools
 import json
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +77,74 @@ PROTOCOL = ("best epoch (neural, MRD) or C (logistic) selected on dev weighted F
 # ---------------------------------------------------------------- params
 
 
+BENCHMARK_BLOCKS = ("tune", "paper")  # blocks of a corpus file that are the benchmark's, not params
+
+
 def load_config(corpus: str, data: Path) -> dict[str, Any]:
-    """The corpus's params blocks, `dataset.root` resolved against the data folder."""
+    """The corpus's params blocks, `dataset.root` resolved against the data folder (without the
+    benchmark's own blocks: see `load_benchmark_blocks`)."""
     config = yaml.safe_load((CONFIGS / f"real_text_{corpus}.yaml").read_text())
     config["dataset"]["root"] = str((Path(data) / config["dataset"]["root"]).resolve())
-    return config
+    return {key: value for key, value in config.items() if key not in BENCHMARK_BLOCKS}
+
+
+def load_benchmark_blocks(corpus: str) -> dict[str, Any]:
+    """The file's `tune` block (the dev sweep) and `paper` block (each paper's own number and protocol)."""
+    config = yaml.safe_load((CONFIGS / f"real_text_{corpus}.yaml").read_text())
+    return {key: config.get(key) or {} for key in BENCHMARK_BLOCKS}
+
+
+# ---------------------------------------------------------------- the dev sweep
+
+
+def candidates(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the grid's values, in the grid's order (the first value of each key first)."""
+    keys = list(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def with_setting(params: Mapping[str, Any], model: str, setting: Mapping[str, Any]) -> dict[str, Any]:
+    """`params` with one sweep setting applied to `models.<model>`: `lr` is its `train.lr`, `size` a
+    mapping of hyper-parameters set together (e.g. a width and its feed-forward width), any other key
+    the hyper-parameter of that name."""
+    params = copy.deepcopy(dict(params))
+    block = params["models"][model]
+    for key, value in setting.items():
+        if key == "lr":
+            block["train"] = {**(block.get("train") or {}), "lr": value}
+        elif key == "size":
+            block.update(copy.deepcopy(dict(value)))
+        else:
+            block[key] = value
+    return params
+
+
+def tune(params: Mapping[str, Any], sweep: Mapping[str, Any], models: Sequence[str],
+         dev_score: Callable[[Mapping[str, Any], str], float], log) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Choose each swept model's setting by its dev weighted F1 over the sweep's seeds (test unread).
+
+    Models are tuned one after another in `models` order, each over the settings already chosen for
+    the ones before it (MRD's partners are tuned before MRD refines them). Ties keep the earlier
+    setting. Returns the params with every choice applied and, per model, the trials and the choice.
+    """
+    chosen = copy.deepcopy(dict(params))
+    chosen["train"] = {**chosen["train"], "seeds": list(sweep["seeds"])}
+    records: dict[str, Any] = {}
+    for model in models:
+        grid = (sweep.get("models") or {}).get(model)
+        if not grid:
+            continue
+        trials = []
+        for setting in candidates(grid):
+            score = dev_score(with_setting(chosen, model, setting), model)
+            trials.append({"setting": setting, "dev_weighted_f1": score})
+            log(f"  tune {model} {setting}: dev W-F1 {score:.4f}")
+        best = max(trials, key=lambda trial: trial["dev_weighted_f1"])  # max keeps the first of equals
+        chosen = with_setting(chosen, model, best["setting"])
+        records[model] = {"seeds": list(sweep["seeds"]), "grid": dict(grid), "trials": trials,
+                          "chosen": best["setting"]}
+    chosen["train"]["seeds"] = list(params["train"]["seeds"])
+    return chosen, records
 
 
 def corpus_params(project: Mapping[str, Any], config: Mapping[str, Any], seeds: Sequence[int] | None = None,
@@ -215,13 +285,32 @@ def logistic_row(workdir: Path, seeds: Sequence[int], log) -> dict[str, Any]:
             "dev": reported(aggregate_scores([s["dev"] for s in per_seed])), "per_seed": per_seed}
 
 
+def needed_models(params: Mapping[str, Any], wanted: Sequence[str]) -> list[str]:
+    """The models the wanted rows train: their own, and the partners of a wanted refinement."""
+    models, refine = params.get("models", {}), params.get("refine", {})
+    refinements = {f"{name}{TEXT_SUFFIX}": name for name in refine}
+    return [m for m in models if m in wanted or any(
+        refinements.get(w) and m in (refine[refinements[w]]["multimodal"], refine[refinements[w]]["text"])
+        for w in wanted)]
+
+
+def workspace_dev_score(workdir: Path, log) -> Callable[[Mapping[str, Any], str], float]:
+    """How a sweep scores a setting: the model's `train` stage alone in the workspace, its dev weighted F1
+    (mean over the sweep's seeds) read from `train.json`; `evaluate`, which scores test, never runs."""
+
+    def score(params: Mapping[str, Any], model: str) -> float:
+        write_params(workdir, dict(params), f"real_text: tune {model}")
+        repro(workdir, f"train@{model}", log)
+        return float(read_json(workdir / "metrics" / model / "train.json")["dev"]["weighted_f1"]["mean"])
+
+    return score
+
+
 def run_corpus(workdir: Path, params: Mapping[str, Any], wanted: Sequence[str], log) -> list[dict[str, Any]]:
     """Train, score and tabulate the wanted rows of one corpus in its workspace, in the order asked."""
     models, refine = params.get("models", {}), params.get("refine", {})
     refinements = {f"{name}{TEXT_SUFFIX}": name for name in refine}
-    needed = [m for m in models if m in wanted or any(
-        refinements.get(w) and m in (refine[refinements[w]]["multimodal"], refine[refinements[w]]["text"])
-        for w in wanted)]
+    needed = needed_models(params, wanted)
     keys = dict.fromkeys([*(k for m in needed for k in models[m]["inputs"]), *([LOGISTIC_INPUT] if LOGISTIC in wanted
                                                                                else [])])
     for key in keys:  # prepare runs with the first
@@ -319,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="override train.seeds")
     parser.add_argument("--epochs", type=int, default=None, help="cap every epoch budget (quick runs)")
     parser.add_argument("--set", action="append", default=[], help="params override, e.g. train.patience=3")
+    parser.add_argument("--no-tune", action="store_true",
+                        help="skip the dev sweep of the file's `tune` block: train the file's settings as they are")
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="merc-real-text-"))
 
@@ -350,8 +441,22 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{corpus}: workspace {space}")
         prepare_workspace(space)
         text_only_dag(space)
+        extra = load_benchmark_blocks(corpus)
+        tuning: dict[str, Any] = {}
+        if extra["tune"] and not args.no_tune:
+            write_params(space, params, f"real_text: {corpus}")
+            for key in dict.fromkeys(k for m in needed_models(params, wanted[corpus])
+                                     for k in params["models"][m]["inputs"]):
+                repro(space, f"features@{key}", log)
+            params, tuning = tune(params, extra["tune"], needed_models(params, wanted[corpus]),
+                                  workspace_dev_score(space, log), log)
         write_params(space, params, f"real_text: {corpus}")
         rows = run_corpus(space, params, wanted[corpus], log)
+        for row in rows:
+            if row["model"] in tuning:
+                row["tuning"] = tuning[row["model"]]
+            if row["model"] in extra["paper"]:
+                row["paper"] = extra["paper"][row["model"]]
         results[corpus] = corpus_summary(space, params, CONFIGS / f"real_text_{corpus}.yaml", args.set, rows)
     report = {**origin, "wall_seconds": round(time.perf_counter() - started, 1),
               "models": sorted({name for names in wanted.values() for name in names}), "protocol": PROTOCOL,

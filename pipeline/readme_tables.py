@@ -286,14 +286,33 @@ def _runs_provenance(report: dict, file: str) -> str:
 
 @renderer("real_text")
 def real_text(results: Path) -> str:
-    """Test scores of every text-only model on the real MELD and IEMOCAP transcripts, with seconds per epoch."""
+    """Test scores of every text-only model on the real MELD and IEMOCAP transcripts: seeds, the setting
+    its dev sweep chose, the paper's own number and protocol, and seconds per epoch."""
     report = _load(results, REAL_TEXT_RESULTS)
-    lines = ["| corpus | model | test W-F1 | test accuracy | s/epoch |", "|---|---|---|---|---|"]
+    lines = ["| corpus | model | test W-F1 | test accuracy | seeds | dev-tuned setting | paper W-F1 | s/epoch |",
+             "|---|---|---|---|---|---|---|---|"]
+    papers: list[str] = []
     for corpus, result in report["results"].items():
-        lines += [f"| {corpus} | {row['model']} | {_pm(row['test']['weighted_f1'])} | {_pm(row['test']['accuracy'])} "
-                  f"| {_cell(row.get('seconds_per_epoch'), 2)} |" for row in result["models"]]
+        for row in result["models"]:
+            paper = row.get("paper") or {}
+            tuned = row.get("tuning", {}).get("chosen")
+            setting = ", ".join(_setting(k, v) for k, v in tuned.items()) if tuned else "not tuned"
+            lines.append(f"| {corpus} | {row['model']} | {_pm(row['test']['weighted_f1'])} | "
+                         f"{_pm(row['test']['accuracy'])} | {len(row['per_seed'])} | {setting} | "
+                         f"{_cell(paper.get('weighted_f1'), 1)} | {_cell(row.get('seconds_per_epoch'), 2)} |")
+            if paper:
+                papers.append(f"- {corpus} `{row['model']}`: {paper['source']}; {paper['protocol']}.")
+    if papers:
+        lines += ["", "Paper numbers and the protocols behind them:", "", *papers]
     lines += ["", _runs_provenance(report, REAL_TEXT_RESULTS)]
     return "\n".join(lines)
+
+
+def _setting(key: str, value: object) -> str:
+    """One chosen sweep value as `key value`; a size mapping as its own keys and values."""
+    if isinstance(value, dict):
+        return ", ".join(_setting(k, v) for k, v in value.items())
+    return f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}"
 
 
 @renderer("real_text.mrd")

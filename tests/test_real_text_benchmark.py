@@ -3,6 +3,7 @@ from the stages' metrics, the logistic baseline and the merge of results (tiny i
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 from pathlib import Path
@@ -217,6 +218,62 @@ def test_merge_replaces_rerun_rows_keeps_the_others_and_the_readme_tables_render
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "real_text.json").write_text(json.dumps(merged))
     table = real_text(tmp_path / "results")
-    assert "| meld | context_gru | 55.0 ± 7.1 | 56.0 ± 7.1 | 1.00 |" in table and "| meld | mrd_text |" in table
+    assert "| meld | context_gru | 55.0 ± 7.1 | 56.0 ± 7.1 | 2 | not tuned | - | 1.00 |" in table
+    assert "| meld | mrd_text |" in table
     assert "meld 55.0 → 60.0 test W-F1, better on 2 of 2 seeds" in real_text_mrd(tmp_path / "results")
     assert "| meld | context_gru | 55.00 ± 7.07 |" in bench.table(merged["results"])
+
+
+# --- the dev sweep -------------------------------------------------------------------------------
+
+
+def test_the_sweep_keeps_each_models_best_dev_setting_in_order_and_restores_the_seeds():
+    bench = load_benchmark()
+    params = {"train": {"seeds": [0, 1, 2, 3, 4], "lr": 0.001},
+              "models": {"gru": {"kind": "context_gru", "hidden": 128},
+                         "kd": {"kind": "kd_hierfusion", "fusion_dim": 64, "train": {"epochs": 30}}}}
+    sweep = {"seeds": [0], "models": {"gru": {"lr": [0.0003, 0.001, 0.003], "hidden": [128, 256]},
+                                      "kd": {"size": [{"fusion_dim": 64, "teacher_dim": 64},
+                                                      {"fusion_dim": 128, "teacher_dim": 128}]}}}
+    seen = []
+
+    def dev_score(trial, model):
+        seen.append((model, trial["train"]["seeds"], copy.deepcopy(trial["models"])))
+        block = trial["models"][model]
+        if model == "gru":  # best at lr 0.001, hidden 256; hidden 128 ties with 256 at lr 0.003 (the first wins)
+            return {(0.001, 256): 0.6, (0.003, 128): 0.55, (0.003, 256): 0.55}.get(
+                (block["train"]["lr"], block["hidden"]), 0.5)
+        return 0.4 + block["fusion_dim"] / 1000
+
+    chosen, records = bench.tune(params, sweep, ["gru", "kd"], dev_score, lambda message: None)
+    assert len(seen) == 8 and all(seeds == [0] for _, seeds, _ in seen)  # the sweep's seeds only
+    assert [m for m, _, _ in seen] == ["gru"] * 6 + ["kd"] * 2
+    assert all(models["gru"]["hidden"] == 256 and models["gru"]["train"]["lr"] == 0.001
+               for m, _, models in seen if m == "kd")  # kd is tuned over gru's choice
+    assert records["gru"]["chosen"] == {"lr": 0.001, "hidden": 256}
+    assert [t["dev_weighted_f1"] for t in records["gru"]["trials"]] == [0.5, 0.5, 0.5, 0.6, 0.55, 0.55]
+    assert records["kd"]["chosen"] == {"size": {"fusion_dim": 128, "teacher_dim": 128}}
+    assert chosen["models"]["kd"] == {"kind": "kd_hierfusion", "fusion_dim": 128, "teacher_dim": 128,
+                                      "train": {"epochs": 30}}
+    assert chosen["train"] == {"seeds": [0, 1, 2, 3, 4], "lr": 0.001}  # the final run's seeds
+    assert params["models"]["gru"] == {"kind": "context_gru", "hidden": 128}  # the input is left alone
+    ties = {"seeds": [0], "models": {"gru": {"lr": [0.01, 0.02]}}}
+    _, tied = bench.tune(params, ties, ["gru", "kd"], lambda trial, model: 0.5, lambda message: None)
+    assert tied == {"gru": {"seeds": [0], "grid": {"lr": [0.01, 0.02]}, "chosen": {"lr": 0.01},
+                            "trials": [{"setting": {"lr": 0.01}, "dev_weighted_f1": 0.5},
+                                       {"setting": {"lr": 0.02}, "dev_weighted_f1": 0.5}]}}
+
+
+@pytest.mark.parametrize("corpus", ["iemocap"])
+def test_the_sweep_and_paper_blocks_are_the_benchmarks_and_name_real_settings(corpus, tmp_path):
+    bench = load_benchmark()
+    blocks = bench.load_benchmark_blocks(corpus)
+    config = bench.load_config(corpus, tmp_path)
+    assert not set(bench.BENCHMARK_BLOCKS) & set(config)  # never written into the workspace's params
+    params = bench.corpus_params(project_params(), config)
+    for model, grid in blocks["tune"]["models"].items():
+        for setting in bench.candidates(grid):
+            check_params(bench.with_setting(params, model, setting))  # every setting is a valid params edit
+    rows = bench.row_names(params)
+    assert set(blocks["paper"]) <= set(rows) and all({"weighted_f1", "source", "protocol"} <= set(p)
+                                                      for p in blocks["paper"].values())
