@@ -37,9 +37,45 @@ class LipSyncConfig:
     n_mels: int = 40
     video_channels: tuple[int, int, int] = (32, 64, 96)
     audio_channels: tuple[int, int, int] = (32, 64, 96)
+    # (time, height, width) kernel of each 3D conv block, and the (frequency, time) kernel size of each 2D one
+    video_kernels: tuple[tuple[int, int, int], ...] = ((3, 5, 5), (3, 3, 3), (3, 3, 3))
+    audio_kernels: tuple[int, int, int] = (3, 3, 3)
+    # bins the last pools keep: time bins (null: one per video frame of the window) and the mouth's spatial
+    # bins per side; 1, 1 and 1 pool everything, as TalkNet and the spec's stack do
+    video_time_bins: int | None = None
+    video_space_bins: int = 2
+    audio_time_bins: int | None = None
     hidden: int = 256
     embed_dim: int = 256
     dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        for name in ("video_channels", "audio_channels", "audio_kernels"):
+            value = getattr(self, name)
+            if len(value) != 3 or not all(isinstance(v, int) and v > 0 for v in value):
+                raise ValueError(f"{name} must be 3 positive integers, got {list(value)}")
+        kernels = self.video_kernels
+        if len(kernels) != 3 or not all(len(k) == 3 and all(isinstance(v, int) and v > 0 for v in k) for k in kernels):
+            raise ValueError(f"video_kernels must be 3 [time, height, width] triples of positive integers, "
+                             f"got {[list(k) for k in kernels]}")
+        if any(v % 2 == 0 for k in (*kernels, self.audio_kernels) for v in (k if isinstance(k, tuple) else (k,))):
+            raise ValueError("every kernel size must be odd, so that padding keeps the window's frames aligned")
+        for name in ("video_time_bins", "video_space_bins", "audio_time_bins"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise ValueError(f"{name} must be a positive integer{' or null' if 'time' in name else ''}, "
+                                 f"got {value!r}")
+
+    @property
+    def video_bins(self) -> tuple[int, int, int]:
+        """(time, height, width) bins of the video stream's last pool."""
+        time = self.window if self.video_time_bins is None else self.video_time_bins
+        return (time, self.video_space_bins, self.video_space_bins)
+
+    @property
+    def audio_bins(self) -> int:
+        """Time bins of the audio stream's last pool (frequency is pooled to one)."""
+        return self.window if self.audio_time_bins is None else self.audio_time_bins
 
     @property
     def mels_per_frame(self) -> int:
@@ -50,15 +86,24 @@ class LipSyncConfig:
         return self.window * self.mels_per_frame
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return {k: _lists(v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> LipSyncConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:
-            raise ValueError(f"unknown LipSyncNet config key(s): {', '.join(sorted(unknown))}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+            raise ValueError(f"unknown LipSyncNet config key(s): {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(sorted(known))}")
+        return cls(**{k: _tuples(v) for k, v in values.items()})
+
+
+def _lists(value: Any) -> Any:
+    return [_lists(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 def _head(width: int, hidden: int, embed_dim: int, dropout: float) -> nn.Sequential:
@@ -78,25 +123,24 @@ class LipSyncNet(nn.Module):
     def __init__(self, config: LipSyncConfig | None = None) -> None:
         super().__init__()
         self.config = config = config or LipSyncConfig()
-        c1, c2, c3 = config.video_channels
-        self.video = nn.Sequential(
-            nn.Conv3d(config.in_channels, c1, (3, 5, 5), stride=(1, 2, 2), padding=(1, 2, 2), bias=False),
-            nn.BatchNorm3d(c1), nn.ReLU(inplace=True),
-            nn.Conv3d(c1, c2, (3, 3, 3), stride=(1, 2, 2), padding=1, bias=False),
-            nn.BatchNorm3d(c2), nn.ReLU(inplace=True),
-            nn.Conv3d(c2, c3, (3, 3, 3), stride=(1, 2, 2), padding=1, bias=False),
-            nn.BatchNorm3d(c3), nn.ReLU(inplace=True),
-            nn.AdaptiveAvgPool3d((config.window, 2, 2)),
-        )
-        a1, a2, a3 = config.audio_channels
-        self.audio = nn.Sequential(
-            nn.Conv2d(1, a1, 3, stride=(2, 1), padding=1, bias=False), nn.BatchNorm2d(a1), nn.ReLU(inplace=True),
-            nn.Conv2d(a1, a2, 3, stride=(2, 1), padding=1, bias=False), nn.BatchNorm2d(a2), nn.ReLU(inplace=True),
-            nn.Conv2d(a2, a3, 3, stride=(2, 2), padding=1, bias=False), nn.BatchNorm2d(a3), nn.ReLU(inplace=True),
-            nn.AdaptiveAvgPool2d((1, config.window)),
-        )
-        self.video_head = _head(c3 * config.window * 4, config.hidden, config.embed_dim, config.dropout)
-        self.audio_head = _head(a3 * config.window, config.hidden, config.embed_dim, config.dropout)
+        video: list[nn.Module] = []
+        widths = (config.in_channels, *config.video_channels)
+        for block, kernel in enumerate(config.video_kernels):
+            video += [nn.Conv3d(widths[block], widths[block + 1], kernel, stride=(1, 2, 2),
+                                padding=tuple(k // 2 for k in kernel), bias=False),
+                      nn.BatchNorm3d(widths[block + 1]), nn.ReLU(inplace=True)]
+        self.video = nn.Sequential(*video, nn.AdaptiveAvgPool3d(config.video_bins))
+        audio: list[nn.Module] = []
+        widths = (1, *config.audio_channels)
+        for block, (kernel, stride) in enumerate(zip(config.audio_kernels, ((2, 1), (2, 1), (2, 2)))):
+            audio += [nn.Conv2d(widths[block], widths[block + 1], kernel, stride=stride, padding=kernel // 2,
+                                bias=False),
+                      nn.BatchNorm2d(widths[block + 1]), nn.ReLU(inplace=True)]
+        self.audio = nn.Sequential(*audio, nn.AdaptiveAvgPool2d((1, config.audio_bins)))
+        video_width = config.video_channels[-1] * math.prod(config.video_bins)
+        self.video_head = _head(video_width, config.hidden, config.embed_dim, config.dropout)
+        self.audio_head = _head(config.audio_channels[-1] * config.audio_bins, config.hidden, config.embed_dim,
+                                config.dropout)
         self._init_weights()
 
     def _init_weights(self) -> None:

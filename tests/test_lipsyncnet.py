@@ -21,6 +21,7 @@ from models.lipsyncnet import (
     sync_profile,
     video_windows,
 )
+from pipeline.config import ConfigError
 from pipeline.lipsync_checkpoint import load_lipsyncnet, save_lipsyncnet
 from pipeline.lipsync_data import Augment, PairSampler, TrackSeries, split_by_dialogue, timeline
 from pipeline.lipsync_settings import LipSyncSettings
@@ -92,6 +93,47 @@ def test_checkpoint_round_trip_gives_identical_embeddings(tmp_path):
     assert torch.equal(model.encode_video(mouths), loaded.encode_video(mouths))
     with pytest.raises(FileNotFoundError, match="lipsync_train"):
         load_lipsyncnet(tmp_path / "missing")
+
+
+SPEC_STACK = {  # the spec's [C]/[R] stack (TalkNet-like): wider, larger kernels, everything pooled
+    "video_channels": [64, 128, 256], "audio_channels": [64, 128, 256],
+    "video_kernels": [[3, 7, 7], [3, 5, 5], [3, 3, 3]], "audio_kernels": [5, 3, 3],
+    "video_time_bins": 1, "video_space_bins": 1, "audio_time_bins": 1,
+    "hidden": 512, "dropout": 0.3, "mouth_height": 64, "mouth_width": 64, "n_mels": 64,
+}
+
+
+def test_layer_sizes_kernels_and_pools_are_lipsync_model_settings(tmp_path):
+    settings = LipSyncSettings.parse({"model": SPEC_STACK})
+    config = settings.model_config()
+    model = LipSyncNet(config).eval()
+    convs3d = [m for m in model.video if isinstance(m, torch.nn.Conv3d)]
+    convs2d = [m for m in model.audio if isinstance(m, torch.nn.Conv2d)]
+    assert [c.kernel_size for c in convs3d] == [(3, 7, 7), (3, 5, 5), (3, 3, 3)]
+    assert [c.out_channels for c in convs3d] == [64, 128, 256] and [c.kernel_size for c in convs2d][0] == (5, 5)
+    assert model.video[-1].output_size == (1, 1, 1) and model.audio[-1].output_size == (1, 1)
+    assert model.video_head[0].in_features == 256 and model.audio_head[0].in_features == 256
+    assert model.video_head[0].out_features == 512 and model.video_head[3].p == 0.3
+    with torch.no_grad():
+        video, audio = model(torch.rand(2, 1, 5, 64, 64), torch.randn(2, 1, 64, 20))
+    assert video.shape == audio.shape == (2, 256)
+    save_lipsyncnet(model, tmp_path / "ckpt")
+    loaded, _ = load_lipsyncnet(tmp_path / "ckpt")  # a checkpoint rebuilds the same stack
+    assert loaded.config == config and loaded.config.video_kernels == ((3, 7, 7), (3, 5, 5), (3, 3, 3))
+    default = LipSyncNet()
+    assert default.video[-1].output_size == (5, 2, 2) and default.video[0].kernel_size == (3, 5, 5)
+
+
+@pytest.mark.parametrize("model, message", [
+    ({"video_kernels": [[3, 4, 4], [3, 3, 3], [3, 3, 3]]}, "odd"),
+    ({"video_kernels": [[3, 5], [3, 3, 3], [3, 3, 3]]}, "video_kernels must be 3"),
+    ({"audio_kernels": [3, 3]}, "audio_kernels must be 3"),
+    ({"video_space_bins": 0}, "video_space_bins must be a positive integer"),
+    ({"pools": 1}, "unknown LipSyncNet config key.*pools.*known:"),
+])
+def test_bad_layer_settings_fail_naming_the_key(model, message):
+    with pytest.raises(ConfigError, match=rf"lipsync\.model.*{message}"):
+        LipSyncSettings.parse({"model": model})
 
 
 # --- 2. loss ------------------------------------------------------------------------------------------
