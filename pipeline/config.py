@@ -6,6 +6,7 @@ check one value the same way, for code that reads a single key.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import yaml
 
 from core.config import ConfigError, problem
 
-__all__ = ["ConfigError", "choice", "load_params", "positive", "section"]
+__all__ = ["ConfigError", "choice", "load_params", "merge_params", "positive", "section"]
 
 
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
@@ -26,6 +27,18 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
     if not isinstance(params, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return params
+
+
+def merge_params(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `override` merged in key by key: mappings merge, any other value replaces. How a
+    paper's params file (`configs/<paper>/<corpus>.yaml`) is laid over `params.yaml`."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_params(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
 
 
 def section(params: Mapping[str, Any], dotted_key: str) -> Any:

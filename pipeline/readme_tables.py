@@ -43,6 +43,7 @@ PREDICT_RESULTS = "predict.json"
 READERS_RESULTS = "video_readers.json"
 SCALE_RESULTS = "scale.json"
 GPU_RESULTS = "gpu.json"
+PAPER_CONFIGS_RESULTS = "paper_configs.json"
 # How to make a results file that is not `python benchmarks/<name>.py`.
 MAKERS = {DEMO_RESULTS: "`make demo` (its last step is `python -m pipeline.report --demo-json "
                         "benchmarks/results/demo.json`)"}
@@ -313,6 +314,19 @@ def _setting(key: str, value: object) -> str:
     if isinstance(value, dict):
         return ", ".join(_setting(k, v) for k, v in value.items())
     return f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}"
+
+
+@renderer("paper_configs")
+def paper_configs(results: Path) -> str:
+    """Each paper file's models after one epoch on the demo: stored weights, stage seconds, dev W-F1."""
+    report = _load(results, PAPER_CONFIGS_RESULTS)
+    lines = ["| params file | stage | model | weights (M) | seconds | dev W-F1 after 1 epoch |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| `{r['config']}` | {r['stage']} | {r['model']} | {r['weights'] / 1e6:.2f} | {r['seconds']:.1f} | "
+              f"{100 * r['dev_weighted_f1']:.1f} |" for r in report["rows"]]
+    lines += ["", f"Source: {_provenance(report, PAPER_CONFIGS_RESULTS)}; demo workspace made at commit "
+                  f"`{(report.get('workspace_commit') or 'unknown')[:10]}`"]
+    return "\n".join(lines)
 
 
 @renderer("real_text.mrd")

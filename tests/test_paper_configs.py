@@ -7,7 +7,6 @@ drifts from the paper fails here. Models are built at the papers' own feature di
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from models.layers.hierarchical_fusion import ExpertProjection, PreNormEncoderLa
 from models.layers.residual_autoencoder import ResidualAutoencoder
 from models.layers.transformer import FeedForward, MultiHeadAttention
 from models.registry import build_model, get_model_class
-from pipeline.config import load_params
+from pipeline.config import load_params, merge_params
 from pipeline.params_check import check_params
 from pipeline.training.config import ModelSpec, TrainConfig
 from pipeline.training.mrd.config import MRDConfig
@@ -42,24 +41,13 @@ DRKF_DIMS = {"audio_seq": 1024, "text_seq": 1024}  # wav2vec2-large frames, RoBE
 KD_DIMS = {"text": 768, "audio": 1024, "visual": 768}  # projected RoBERTa mask state, wav2vec2 mean, TimeSformer
 
 
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """`base` with `override` merged in key by key: mappings merge, any other value replaces."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
 def read_config(path: Path) -> dict[str, Any]:
     with path.open() as handle:
         return yaml.safe_load(handle)
 
 
 def merged_params(path: Path) -> dict[str, Any]:
-    return deep_merge(load_params(PROJECT / "params.yaml"), read_config(path))
+    return merge_params(load_params(PROJECT / "params.yaml"), read_config(path))
 
 
 def missing_keys(base: Any, block: Any, where: str = "") -> list[str]:

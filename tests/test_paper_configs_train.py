@@ -58,3 +58,22 @@ def test_each_paper_config_trains_one_epoch(path, tmp_path, monkeypatch):
         get_stage("refine")(params, PlainRunner(1), refinement)
         assert (paths.METRICS_DIR / refinement / "train.json").is_file(), refinement
         assert any((paths.MODELS_DIR / refinement).rglob("*.safetensors")), refinement
+
+
+def test_the_demo_benchmark_lays_only_the_model_blocks_over_the_demo_and_cuts_to_one_epoch():
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "paper_configs.py"
+    spec = importlib.util.spec_from_file_location("paper_configs_benchmark", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    demo = merged_params(FILES[0]) | {"dataset": {"name": "demo", "root": "data/corpus/demo"}}
+    drkf = next(p for p in FILES if p.parent.name == "drkf" and p.stem == "iemocap")
+    params, names = bench.demo_params(demo, read_config(drkf))
+    block = params["models"]["drkf"]
+    assert names == ["drkf"] and params["dataset"] == demo["dataset"]  # the demo corpus and labels stay
+    assert block["folds"] is None and block["hidden"] == 1024  # no sessions on the demo; the paper's size
+    assert block["train"]["epochs"] == 1 and block["train"]["seeds"] == [0] and block["train"]["batch_utterances"] == 4
+    mrd = next(p for p in FILES if p.parent.name == "mrd" and p.stem == "meld")
+    params, names = bench.demo_params(demo, read_config(mrd))
+    assert params["refine"]["mrd"]["epochs"] == 1 and set(names) == set(read_config(mrd)["models"])
