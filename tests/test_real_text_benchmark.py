@@ -264,7 +264,7 @@ def test_the_sweep_keeps_each_models_best_dev_setting_in_order_and_restores_the_
                                        {"setting": {"lr": 0.02}, "dev_weighted_f1": 0.5}]}}
 
 
-@pytest.mark.parametrize("corpus", ["iemocap"])
+@pytest.mark.parametrize("corpus", ["iemocap", "meld"])
 def test_the_sweep_and_paper_blocks_are_the_benchmarks_and_name_real_settings(corpus, tmp_path):
     bench = load_benchmark()
     blocks = bench.load_benchmark_blocks(corpus)
