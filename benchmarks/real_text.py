@@ -22,9 +22,10 @@ kept (`evaluate`, which scores test, does not run during the sweep; --no-tune sk
 its trials and choice (`tuning`) and, from the file's `paper` block, the paper's own number and protocol.
 
 Every neural model is selected on dev weighted F1 per seed and scored once on test; rows report
-mean ± std over the seeds and the wall seconds of the model's `train` stage per epoch it ran (absent
-when the checkpoints were restored rather than trained). Rows are MERGED into `<out>/real_text.json`
-(rows of models not run are kept; each run is logged under `runs` with its command, machine and date).
+mean ± std over the seeds and the wall seconds of the model's `train` stage per epoch it trained (seeds
+restored from the cache, such as the sweep's, are left out; absent when every seed was restored). Rows
+are MERGED into `<out>/real_text.json` (rows of models not run are kept; each run is logged under `runs`
+with its command, machine and date).
 --epochs N caps every epoch budget (shared, per model, MRD) for quick runs; --set edits any params key.
 """
 
@@ -221,8 +222,10 @@ def model_row(workdir: Path, name: str, config: Mapping[str, Any], train_seconds
                  "dev": s["dev"], "test": s["test"]} for s in evaluation["per_seed"]]
     row = {"model": name, "config": dict(config), "test": reported(evaluation["test"]),
            "dev": reported(evaluation["dev"]), "per_seed": per_seed}
-    if train_seconds is not None and not trained.get("restored_from_cache"):
-        row["seconds_per_epoch"] = train_seconds / max(1, sum(epochs.values()))
+    restored = set(trained.get("restored_from_cache") or [])
+    trained_epochs = sum(n for seed, n in epochs.items() if seed not in restored)
+    if train_seconds is not None and trained_epochs:  # the stage's seconds over the epochs it trained
+        row["seconds_per_epoch"] = train_seconds / trained_epochs
     return row
 
 

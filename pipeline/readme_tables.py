@@ -296,8 +296,10 @@ def real_text(results: Path) -> str:
     for corpus, result in report["results"].items():
         for row in result["models"]:
             paper = row.get("paper") or {}
-            tuned = row.get("tuning", {}).get("chosen")
-            setting = ", ".join(_setting(k, v) for k, v in tuned.items()) if tuned else "not tuned"
+            tuning = row.get("tuning") or {}
+            tuned = tuning.get("chosen")
+            setting = ", ".join(_setting(k, v, tuning["grid"].get(k)) for k, v in tuned.items()) if tuned \
+                else "not tuned"
             lines.append(f"| {corpus} | {row['model']} | {_pm(row['test']['weighted_f1'])} | "
                          f"{_pm(row['test']['accuracy'])} | {len(row['per_seed'])} | {setting} | "
                          f"{_cell(paper.get('weighted_f1'), 1)} | {_cell(row.get('seconds_per_epoch'), 2)} |")
@@ -309,10 +311,12 @@ def real_text(results: Path) -> str:
     return "\n".join(lines)
 
 
-def _setting(key: str, value: object) -> str:
-    """One chosen sweep value as `key value`; a size mapping as its own keys and values."""
+def _setting(key: str, value: object, grid: list | None = None) -> str:
+    """One chosen sweep value as `key value`; a size mapping by the keys its grid varies."""
     if isinstance(value, dict):
-        return ", ".join(_setting(k, v) for k, v in value.items())
+        options = [o for o in grid or [] if isinstance(o, dict)]
+        varied = [k for k in value if len({str(o.get(k)) for o in options}) > 1] or list(value)
+        return ", ".join(_setting(k, value[k]) for k in varied)
     return f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}"
 
 
@@ -326,6 +330,26 @@ def paper_configs(results: Path) -> str:
               f"{100 * r['dev_weighted_f1']:.1f} |" for r in report["rows"]]
     lines += ["", f"Source: {_provenance(report, PAPER_CONFIGS_RESULTS)}; demo workspace made at commit "
                   f"`{(report.get('workspace_commit') or 'unknown')[:10]}`"]
+    return "\n".join(lines)
+
+
+@renderer("real_text.context")
+def real_text_context(results: Path) -> str:
+    """Per corpus, which paper models stay below the context GRU and which below the no-context baseline."""
+    report = _load(results, REAL_TEXT_RESULTS)
+    lines = []
+    for corpus, result in report["results"].items():
+        rows = {row["model"]: row for row in result["models"]}
+        if "context_gru" not in rows or "logistic_regression" not in rows:
+            continue
+        gru, flat = (rows[m]["test"]["weighted_f1"]["mean"] for m in ("context_gru", "logistic_regression"))
+        papers = [m for m in rows if m not in ("context_gru", "logistic_regression")]
+        below = [m for m in papers if rows[m]["test"]["weighted_f1"]["mean"] < gru]
+        under = [m for m in papers if rows[m]["test"]["weighted_f1"]["mean"] < flat]
+        shown = ", ".join(f"`{m}` {100 * rows[m]['test']['weighted_f1']['mean']:.1f}" for m in below) or "none"
+        lines.append(f"- {corpus}: below the context GRU ({100 * gru:.1f}): {shown}. Below the no-context "
+                     f"logistic regression ({100 * flat:.1f}): "
+                     f"{', '.join(f'`{m}`' for m in under) or 'none'}.")
     return "\n".join(lines)
 
 

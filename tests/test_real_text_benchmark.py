@@ -19,7 +19,7 @@ from pipeline import paths
 from pipeline.dag import check, render
 from pipeline.manifest import write_manifest
 from pipeline.params_check import check_params
-from pipeline.readme_tables import real_text, real_text_mrd
+from pipeline.readme_tables import real_text, real_text_context, real_text_mrd
 from pipeline.tables import vector_table, write_atomic
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -151,7 +151,9 @@ def test_model_and_refined_rows_come_from_eval_and_train_json(tmp_path):
     assert row["test"]["weighted_f1"]["mean"] == pytest.approx(0.55)
     assert row["seconds_per_epoch"] == pytest.approx(12.0 / 6) and row["per_seed"][1]["epochs_run"] == 3
     assert row["per_seed"][1]["test"]["weighted_f1"] == 0.6
-    assert "seconds_per_epoch" not in bench.model_row(tmp_path, "drkf", block, 9.0)  # a seed came from the cache
+    assert bench.model_row(tmp_path, "drkf", block, 9.0)["seconds_per_epoch"] == pytest.approx(3.0)  # seed 1 only
+    write_model_metrics(tmp_path, "lfvd", [0.4, 0.5], restored=[0, 1])
+    assert "seconds_per_epoch" not in bench.model_row(tmp_path, "lfvd", block, 9.0)  # every seed restored
     assert "seconds_per_epoch" not in bench.model_row(tmp_path, "context_gru", block, None)  # DVC found it current
     refine = {"kind": "mrd", "multimodal": "kd_hierfusion", "text": "context_gru", "epochs": 2}
     mrd = bench.refined_row(tmp_path, "mrd", refine, train_seconds=8.0)
@@ -277,3 +279,15 @@ def test_the_sweep_and_paper_blocks_are_the_benchmarks_and_name_real_settings(co
     rows = bench.row_names(params)
     assert set(blocks["paper"]) <= set(rows) and all({"weighted_f1", "source", "protocol"} <= set(p)
                                                       for p in blocks["paper"].values())
+
+
+def test_the_readme_names_every_model_below_the_context_gru_and_the_no_context_baseline(tmp_path):
+    def row(model, f1):
+        return {"model": model, "test": {"weighted_f1": {"mean": f1, "std": 0.01}}}
+
+    results = {"iemocap": {"models": [row("context_gru", 0.60), row("logistic_regression", 0.47),
+                                      row("lfvd", 0.62), row("drkf", 0.49), row("cmath", 0.45)]},
+               "meld": {"models": [row("context_gru", 0.58)]}}  # no baseline row: not judged
+    (tmp_path / "real_text.json").write_text(json.dumps({"results": results}))
+    assert real_text_context(tmp_path) == ("- iemocap: below the context GRU (60.0): `drkf` 49.0, `cmath` 45.0. "
+                                           "Below the no-context logistic regression (47.0): `cmath`.")
