@@ -186,6 +186,7 @@ class SpeakerKDHierFusion(nn.Module):
         self.teacher_selection = choice(NAME, "teacher_selection", teacher_selection, TEACHER_SELECTIONS)
         self.teacher_patience = None if teacher_patience is None else positive_int(
             NAME, "teacher_patience", teacher_patience)
+        self.teacher_history: list[float] = []  # the teacher's dev weighted F1 per phase-1 epoch (selection: dev)
         self.speaker_weight = non_negative(NAME, "speaker_weight", speaker_weight)
 
         graph_dim = positive_int(NAME, "graph_dim", graph_dim)
@@ -461,7 +462,7 @@ class SpeakerKDHierFusion(nn.Module):
         optimiser = torch.optim.AdamW(encoder.parameters(), lr=self.teacher_lr, weight_decay=self.teacher_weight_decay)
         was_training = self.training
         best_score, best_state, since_best = -1.0, None, 0
-        self.teacher_history: list[float] = []
+        self.teacher_history = []
         for _ in range(self.teacher_epochs):
             self.train()
             for batch in train_batches():
