@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 import tempfile
@@ -35,7 +36,8 @@ sys.path.insert(0, str(PROJECT))  # before this folder, whose pipeline.py would 
 from pipeline import paths  # noqa: E402
 from pipeline.config import load_params, merge_params  # noqa: E402
 from pipeline.hooks import Hooks  # noqa: E402
-from pipeline.provenance import file_inputs, provenance  # noqa: E402
+from pipeline.provenance import file_inputs, git_state, provenance  # noqa: E402
+from pipeline.readme_tables import paper_configs as paper_configs_table  # noqa: E402
 from pipeline.runner import PlainRunner  # noqa: E402
 from pipeline.stages import get_stage  # noqa: E402
 
@@ -67,14 +69,7 @@ def stored_weights(folder: Path) -> int:
 
     path = next(iter(sorted(folder.rglob("*.safetensors"))))
     with safe_open(str(path), "pt") as handle:
-        return sum(_product(handle.get_slice(key).get_shape()) for key in handle.keys())
-
-
-def _product(shape: list[int]) -> int:
-    total = 1
-    for size in shape:
-        total *= int(size)
-    return total
+        return sum(math.prod(handle.get_slice(key).get_shape()) for key in handle.keys())
 
 
 def dev_weighted_f1(report: dict[str, Any]) -> float:
@@ -110,13 +105,6 @@ def train_file(path: Path, workspace: Path, log) -> list[dict[str, Any]]:
     return rows
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| config | stage | model | weights (M) | seconds | dev W-F1 after 1 epoch |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['config']} | {r['stage']} | {r['model']} | {r['weights'] / 1e6:.2f} | {r['seconds']:.1f} | "
-              f"{100 * r['dev_weighted_f1']:.1f} |" for r in rows]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workspace", type=Path, required=True, help="a finished `make demo` workspace")
@@ -142,19 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     rows = [row for path in files for row in train_file(path, workspace, log)]
     report = {**origin, "wall_seconds": round(time.perf_counter() - started, 1),
-              "workspace_commit": _workspace_commit(workspace), "rows": rows}
+              "workspace_commit": git_state(workspace)["commit"], "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "paper_configs.json").write_text(json.dumps(report, indent=2))
-    print(table(rows))
+    print(paper_configs_table(args.out))  # the README's table, from the file just written
     return 0
-
-
-def _workspace_commit(workspace: Path) -> str | None:
-    """The project commit the demo workspace was made at (its features come from that code)."""
-    import subprocess
-
-    done = subprocess.run(["git", "-C", str(workspace), "rev-parse", "HEAD"], capture_output=True, text=True)
-    return done.stdout.strip() or None if done.returncode == 0 else None
 
 
 if __name__ == "__main__":

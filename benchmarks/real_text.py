@@ -447,12 +447,11 @@ def main(argv: list[str] | None = None) -> int:
         extra = load_benchmark_blocks(corpus)
         tuning: dict[str, Any] = {}
         if extra["tune"] and not args.no_tune:
+            needed = needed_models(params, wanted[corpus])
             write_params(space, params, f"real_text: {corpus}")
-            for key in dict.fromkeys(k for m in needed_models(params, wanted[corpus])
-                                     for k in params["models"][m]["inputs"]):
+            for key in dict.fromkeys(k for m in needed for k in params["models"][m]["inputs"]):
                 repro(space, f"features@{key}", log)
-            params, tuning = tune(params, extra["tune"], needed_models(params, wanted[corpus]),
-                                  workspace_dev_score(space, log), log)
+            params, tuning = tune(params, extra["tune"], needed, workspace_dev_score(space, log), log)
         write_params(space, params, f"real_text: {corpus}")
         rows = run_corpus(space, params, wanted[corpus], log)
         for row in rows:

@@ -58,7 +58,7 @@ class LipSyncConfig:
         if len(kernels) != 3 or not all(len(k) == 3 and all(isinstance(v, int) and v > 0 for v in k) for k in kernels):
             raise ValueError(f"video_kernels must be 3 [time, height, width] triples of positive integers, "
                              f"got {[list(k) for k in kernels]}")
-        if any(v % 2 == 0 for k in (*kernels, self.audio_kernels) for v in (k if isinstance(k, tuple) else (k,))):
+        if any(size % 2 == 0 for size in (*(v for k in kernels for v in k), *self.audio_kernels)):
             raise ValueError("every kernel size must be odd, so that padding keeps the window's frames aligned")
         for name in ("video_time_bins", "video_space_bins", "audio_time_bins"):
             value = getattr(self, name)
